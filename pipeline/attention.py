@@ -1,0 +1,159 @@
+"""Shared-prefix attention: every config row of an instance reads one copy of the target prefix.
+
+Causal attention makes every position before the last target prompt token identical in all N^2
+configs and in vanilla (the transplant happens at the last prompt token). So the target prefix is
+run once and its keys/values are kept once per instance; each config row then carries only its
+own suffix (the last prompt token and the tokens it generates).
+
+This module plugs into the public extension point of transformers 5 (``AttentionInterface``): the
+model's own attention module still computes q/k/v, RoPE and o_proj; only the kernel that combines
+them is ours. Without a :class:`SharedPrefixKV` in the call's kwargs, the kernel is plain ``sdpa``.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from pipeline.errors import PipelineError
+
+ATTN_IMPLEMENTATION = "xtransplant_shared_prefix"
+KV_KWARG = "xtransplant_kv"
+
+
+class SharedPrefixKV:
+    """Keys/values of a batch of instances: one shared prefix per instance, a suffix per row.
+
+    Lifecycle: :meth:`record_prefix` (during the prefill forward), then per chunk of config rows
+    :meth:`begin_chunk`, one forward per step (each calls :meth:`attend` once per layer), then
+    :meth:`advance`; :meth:`keep` drops finished rows.
+
+    Shapes: prefix_k[layer] is [G, kvh, P_max, d] (G instances, right-padded); suffix_k[layer]
+    is [B, kvh, T, d] (B rows of the chunk, T = max_new_tokens), preallocated and written in place.
+    """
+
+    def __init__(self, n_layers: int):
+        self.n_layers = n_layers
+        self.recording = False
+        self.prefix_rows: torch.Tensor | None = None
+        self.prefix_len: list[int] = []
+        self.prefix_k: list[torch.Tensor | None] = [None] * n_layers
+        self.prefix_v: list[torch.Tensor | None] = [None] * n_layers
+        self.suffix_k: list[torch.Tensor] = []
+        self.suffix_v: list[torch.Tensor] = []
+        self.row_group = torch.empty(0, dtype=torch.long)
+        self.groups: list[tuple[int, int, int]] = []
+        self.step = 0
+
+    # -- prefill -----------------------------------------------------------------------------
+    def record_prefix(self, rows: torch.Tensor, lengths: list[int]) -> None:
+        """Arms recording: the next forward stores keys/values of ``rows`` (the target prefixes)."""
+        self.recording = True
+        self.prefix_rows = rows
+        self.prefix_len = list(lengths)
+
+    def _record(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        p_max = max(self.prefix_len, default=0)
+        self.prefix_k[layer] = key[self.prefix_rows, :, :p_max].contiguous()
+        self.prefix_v[layer] = value[self.prefix_rows, :, :p_max].contiguous()
+
+    def stop_recording(self) -> None:
+        self.recording = False
+
+    # -- chunks of config rows ---------------------------------------------------------------
+    def begin_chunk(self, row_group: torch.Tensor, max_steps: int) -> None:
+        """Allocates suffix buffers for rows whose instance indices are ``row_group`` (sorted)."""
+        key = self.prefix_k[0]
+        _, kvh, _, d = key.shape
+        shape = (len(row_group), kvh, max_steps, d)
+        self.suffix_k = [torch.empty(shape, dtype=key.dtype, device=key.device) for _ in range(self.n_layers)]
+        self.suffix_v = [torch.empty(shape, dtype=key.dtype, device=key.device) for _ in range(self.n_layers)]
+        self._set_rows(row_group)
+        self.step = 0
+
+    def _set_rows(self, row_group: torch.Tensor) -> None:
+        self.row_group = row_group
+        values, counts = torch.unique_consecutive(row_group.cpu(), return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        self.groups = [(int(s), int(s + c), int(g)) for s, c, g in zip(starts, counts, values)]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keeps only ``rows`` (still generating) of the chunk, in order."""
+        self.suffix_k = [s.index_select(0, rows) for s in self.suffix_k]
+        self.suffix_v = [s.index_select(0, rows) for s in self.suffix_v]
+        self._set_rows(self.row_group.index_select(0, rows))
+
+    def advance(self) -> None:
+        self.step += 1
+
+    # -- the kernel --------------------------------------------------------------------------
+    def attend(
+        self,
+        layer: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        scaling: float,
+        sliding_window: int | None,
+    ) -> torch.Tensor:
+        """Attention of one new token per row over its instance's prefix and its own suffix.
+
+        Args:
+            query: [B, h, 1, d]; key, value: [B, kvh, 1, d] (after RoPE).
+
+        Returns:
+            [B, 1, h, d], the layout transformers' attention modules expect.
+        """
+        t = self.step
+        self.suffix_k[layer][:, :, t] = key[:, :, 0]
+        self.suffix_v[layer][:, :, t] = value[:, :, 0]
+        batch, heads, _, d = query.shape
+        kvh = key.shape[1]
+        rep = heads // kvh
+        out = torch.empty(batch, heads, d, dtype=query.dtype, device=query.device)
+        for start, end, group in self.groups:
+            p = self.prefix_len[group]
+            if sliding_window is not None and p + t + 1 > sliding_window:
+                raise PipelineError(
+                    f"prompt plus generated tokens ({p + t + 1}) exceed the model's sliding window "
+                    f"({sliding_window}); shorten the prompt or lower max_new_tokens"
+                )
+            b = end - start
+            q = query[start:end, :, 0].reshape(b, kvh, rep, d)  # [b, kvh, rep, d]
+            k_suffix = self.suffix_k[layer][start:end, :, : t + 1]  # [b, kvh, t+1, d]
+            v_suffix = self.suffix_v[layer][start:end, :, : t + 1]
+            s_suffix = torch.matmul(q, k_suffix.transpose(-1, -2))  # [b, kvh, rep, t+1]
+            # One GEMM per kv head against the single shared prefix: [kvh, b*rep, d] x [kvh, d, p].
+            q_heads = q.permute(1, 0, 2, 3).reshape(kvh, b * rep, d)
+            k_prefix = self.prefix_k[layer][group, :, :p]  # [kvh, p, d]
+            v_prefix = self.prefix_v[layer][group, :, :p]
+            s_prefix = torch.bmm(q_heads, k_prefix.transpose(1, 2)).view(kvh, b, rep, p).permute(1, 0, 2, 3)
+            scores = torch.cat([s_prefix, s_suffix], dim=-1).float() * scaling
+            probs = torch.softmax(scores, dim=-1).to(query.dtype)  # [b, kvh, rep, p+t+1]
+            p_prefix = probs[..., :p].permute(1, 0, 2, 3).reshape(kvh, b * rep, p)
+            o_prefix = torch.bmm(p_prefix, v_prefix).view(kvh, b, rep, d).permute(1, 0, 2, 3)
+            o_suffix = torch.matmul(probs[..., p:], v_suffix)  # [b, kvh, rep, d]
+            out[start:end] = (o_prefix + o_suffix).reshape(b, heads, d)
+        return out.unsqueeze(1)
+
+
+def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The registered attention kernel: sdpa, plus recording/reading a :class:`SharedPrefixKV`."""
+    kv: SharedPrefixKV | None = kwargs.pop(KV_KWARG, None)
+    if kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None:
+        raise PipelineError("attention softcapping / sinks are not supported by the transplant engine")
+    if kv is None or kv.recording:
+        if kv is not None:
+            kv._record(module.layer_idx, key, value)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return kv.attend(module.layer_idx, query, key, value, scale, kwargs.get("sliding_window")), None
+
+
+def register() -> str:
+    """Registers the kernel and its mask function (idempotent); returns the implementation name."""
+    AttentionInterface.register(ATTN_IMPLEMENTATION, shared_prefix_attention)
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, sdpa_mask)
+    return ATTN_IMPLEMENTATION

@@ -1,0 +1,143 @@
+"""Typed sweep configuration, built once from the Hydra config at the edge.
+
+Below :func:`sweep_config` nothing reads Hydra/OmegaConf objects: workers, the engine and the
+shard writer receive these frozen dataclasses (picklable, so they travel to Ray workers as-is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from pipeline.engine import EngineOptions
+from pipeline.errors import PipelineError
+from pipeline.grid import GridSpec
+from pipeline.models import ModelSpec
+from pipeline.schema import GRANULARITIES
+from pipeline.tiny import TinySpec
+
+CLUSTER_KINDS = ("local", "inprocess")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where shards run.
+
+    Attributes:
+        kind: ``local`` starts (or, with RAY_ADDRESS set, joins) a Ray cluster; ``inprocess`` runs
+            shards in the driver process (debugging, profiling).
+        num_workers: worker actors; None = one per GPU, or one on a CPU-only cluster.
+        cpus_per_worker: CPUs each worker holds (on CPU, also its torch thread count).
+        max_restarts: how often Ray restarts a dead worker actor.
+        max_task_retries: how often a shard is retried after its worker died.
+        num_gpus: logical GPUs to declare when this process starts a local Ray (tests); None = detect.
+    """
+
+    kind: str = "local"
+    num_workers: int | None = None
+    cpus_per_worker: int = 1
+    max_restarts: int = 3
+    max_task_retries: int = 3
+    num_gpus: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in CLUSTER_KINDS:
+            raise PipelineError(f"unknown cluster '{self.kind}'; valid: {', '.join(CLUSTER_KINDS)}")
+
+
+@dataclass(frozen=True)
+class DebugSpec:
+    """Fault injection for tests: crash a worker once on a shard, or fake out-of-memory."""
+
+    crash_on_shard: int | None = None
+    crash_marker: str | None = None  # file created at the crash, so it happens once
+    simulate_oom_above: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything a sweep needs, validated."""
+
+    model: ModelSpec
+    task: dict[str, Any]
+    granularities: tuple[str, ...]
+    grid: GridSpec
+    engine: EngineOptions
+    shard_size: int
+    out_dir: Path
+    overwrite: bool = False
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    debug: DebugSpec = field(default_factory=DebugSpec)
+
+    def result_identity(self) -> dict[str, Any]:
+        """The settings that determine the rows (not where or how fast they are computed)."""
+        model = asdict(self.model)
+        model.pop("device")
+        return {
+            "model": model,
+            "task": self.task,
+            "granularities": list(self.granularities),
+            "grid": asdict(self.grid),
+            "max_new_tokens": self.engine.max_new_tokens,
+        }
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.result_identity(), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _plain(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
+
+
+def _granularities(value) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value)
+    for g in items:
+        if g not in GRANULARITIES:
+            raise PipelineError(f"granularity '{g}' is not valid; valid: {', '.join(GRANULARITIES)}")
+    if not items or len(set(items)) != len(items):
+        raise PipelineError(f"granularity must list each of {', '.join(GRANULARITIES)} at most once, got {items}")
+    return tuple(items)
+
+
+def _positive(name: str, value) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise PipelineError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def sweep_config(cfg: DictConfig) -> SweepConfig:
+    """Builds the typed config from the composed Hydra config (the only place that reads it)."""
+    m = _plain(cfg.model)
+    tiny = TinySpec(**m["tiny"]) if m.get("tiny") else None
+    model = ModelSpec(
+        name=m["name"], path=str(m.get("path") or m["name"]), dtype=m.get("dtype", "auto"),
+        device=m.get("device", "auto"), revision=m.get("revision"), tiny=tiny,
+    )
+    g = _plain(cfg.grid)
+    grid = GridSpec(kind=g["kind"], pairs=tuple(tuple(p) for p in (g.get("pairs") or ())))
+    c = _plain(cfg.cluster)
+    d = _plain(cfg.get("debug") or {})
+    engine = EngineOptions(
+        max_new_tokens=_positive("max_new_tokens", cfg.max_new_tokens),
+        chunk_size=_positive("chunk_size", cfg.chunk_size),
+        instance_batch=_positive("instance_batch", cfg.instance_batch),
+        simulate_oom_above=d.get("simulate_oom_above"),
+    )
+    return SweepConfig(
+        model=model,
+        task=_plain(cfg.task),
+        granularities=_granularities(_plain(cfg.granularity)),
+        grid=grid,
+        engine=engine,
+        shard_size=_positive("shard_size", cfg.shard_size),
+        out_dir=Path(str(cfg.out_dir)).expanduser().resolve(),
+        overwrite=bool(cfg.overwrite),
+        cluster=ClusterSpec(**c),
+        debug=DebugSpec(**d),
+    )

@@ -1,0 +1,298 @@
+"""The transplant engine: every (source layer, target layer) config of a batch of instances.
+
+XTransplant (paper Sec. 2): take the output of a module (granularity attn / ffn / block) of source
+layer i at the last token of the source prompt, put it in place of the same module's output of
+target layer j at the last token of the target prompt, then decode greedily. The paper runs one
+``generate()`` per (i, j); this engine produces the same outputs with far less work:
+
+1. **Prefill, once per instance batch.** One forward over the source prompts and the target
+   prefixes (all target tokens but the last), right-padded: it captures the source activation
+   bank (all layers x all three granularities at the last source token, [G, 3, N, H]) and records
+   the keys/values of each target prefix once.
+2. **Config rows, chunked.** A row is (instance, granularity, i, j), or vanilla. Rows of a chunk
+   start at the last target prompt token together; rows with different target layers share the
+   batch, each replaced at its own layer j by its own source vector (``sites.transplant``).
+3. **Lockstep greedy decode.** Rows attend to their instance's single shared prefix and their own
+   suffix (``attention.SharedPrefixKV``), finished rows are dropped, the chunk stops when all rows
+   have hit EOS or ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from pipeline import attention
+from pipeline.errors import PipelineError
+from pipeline.instances import Instance
+from pipeline.schema import GRANULARITIES
+from pipeline.sites import Replacement, capture_last, decoder_layers, transplant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One row of work: vanilla (granularity None) or transplant (granularity, source, target)."""
+
+    instance: int
+    granularity: str | None = None
+    source_layer: int | None = None
+    target_layer: int | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one config row produced.
+
+    ``logprob_sum`` sums log p of the tokens in ``token_ids`` (EOS excluded); ``entropy_first`` is
+    the entropy (nats) of the first step's distribution; ``entropy_mean`` the mean over every step
+    taken (the EOS step included, so it is defined even when no token was generated).
+    """
+
+    config: Config
+    token_ids: list[int]
+    logprob_sum: float
+    entropy_first: float
+    entropy_mean: float
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Knobs of the engine.
+
+    Attributes:
+        max_new_tokens: greedy decoding budget per row (paper: 20).
+        chunk_size: config rows decoded together; halves on out-of-memory.
+        instance_batch: instances prefilled together (their rows may share a chunk).
+        simulate_oom_above: debug knob -- a chunk with more rows than this raises an
+            out-of-memory error, to exercise the halving path on CPU.
+    """
+
+    max_new_tokens: int = 20
+    chunk_size: int = 256
+    instance_batch: int = 8
+    simulate_oom_above: int | None = None
+
+
+@dataclass
+class _Prefilled:
+    """Per-instance-batch state after the prefill."""
+
+    bank: torch.Tensor  # [G, 3, N, H] source activations
+    last_token: torch.Tensor  # [G] last target prompt token id
+    last_position: torch.Tensor  # [G] its position (= prefix length)
+    kv: attention.SharedPrefixKV
+
+
+class TransplantEngine:
+    """Runs vanilla and transplant configs for instances on one resident model."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        options: EngineOptions = EngineOptions(),
+        eos_token_ids: Sequence[int] | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.options = options
+        self.layers = decoder_layers(model)
+        self.n_layers = len(self.layers)
+        self.device = next(model.parameters()).device
+        model.set_attn_implementation(attention.register())
+        self.eos = torch.tensor(sorted(self._eos_ids(eos_token_ids)), device=self.device)
+        if options.max_new_tokens < 1:
+            raise PipelineError(f"max_new_tokens must be >= 1, got {options.max_new_tokens}")
+        if options.chunk_size < 1:
+            raise PipelineError(f"chunk_size must be >= 1, got {options.chunk_size}")
+
+    def _eos_ids(self, given: Sequence[int] | None) -> set[int]:
+        if given is not None:
+            return set(given)
+        ids = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if ids is None:
+            ids = self.tokenizer.eos_token_id
+        if ids is None:
+            return set()
+        return {ids} if isinstance(ids, int) else set(ids)
+
+    # -- public ----------------------------------------------------------------------------------
+    def configs(self, n_instances: int, granularities: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[Config]:
+        """Vanilla plus every (granularity, i, j) per instance, grouped by instance."""
+        for granularity in granularities:
+            if granularity not in GRANULARITIES:
+                raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
+        for i, j in pairs:
+            if not (0 <= i < self.n_layers and 0 <= j < self.n_layers):
+                raise PipelineError(f"layer pair ({i}, {j}) out of range: the model has layers 0..{self.n_layers - 1}")
+        return [
+            config
+            for n in range(n_instances)
+            for config in [Config(n)]
+            + [Config(n, g, i, j) for g in granularities for i, j in pairs]
+        ]
+
+    @torch.inference_mode()
+    def run(
+        self, instances: Sequence[Instance], granularities: Sequence[str], pairs: Sequence[tuple[int, int]]
+    ) -> Iterator[Generation]:
+        """Yields one :class:`Generation` per config (see :meth:`configs`), instance batch by batch.
+
+        ``Generation.config.instance`` indexes ``instances``.
+        """
+        configs = self.configs(len(instances), granularities, pairs)
+        step = self.options.instance_batch
+        for start in range(0, len(instances), step):
+            batch = instances[start : start + step]
+            state = self._prefill(batch)
+            rows = [c for c in configs if start <= c.instance < start + len(batch)]
+            for gen in self._run_rows(state, rows, offset=start):
+                yield gen
+            del state
+
+    # -- prefill ---------------------------------------------------------------------------------
+    def _tokenize(self, text: str, what: str, instance: Instance) -> list[int]:
+        if not text or not text.strip():
+            raise PipelineError(f"instance '{instance.id}': {what} is empty")
+        ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        if not ids:
+            raise PipelineError(f"instance '{instance.id}': {what} tokenizes to nothing")
+        return list(ids)
+
+    def _prefill(self, batch: Sequence[Instance]) -> _Prefilled:
+        """One forward over source prompts and target prefixes: activation bank + prefix KV."""
+        sources = [self._tokenize(x.source_prompt, "source_prompt", x) for x in batch]
+        targets = [self._tokenize(x.prompt, "prompt", x) for x in batch]
+        prefixes = [t[:-1] for t in targets]
+        seqs = sources + prefixes
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, seq in enumerate(seqs):
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+        n = len(batch)
+        kv = attention.SharedPrefixKV(self.n_layers)
+        kv.record_prefix(torch.arange(n, 2 * n, device=self.device), [len(p) for p in prefixes])
+        source_rows = torch.arange(n, device=self.device)
+        source_last = torch.tensor([len(s) - 1 for s in sources], device=self.device)
+        decoder = self.model.get_decoder()
+        with capture_last(self.model, source_rows, source_last) as bank:
+            decoder(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                use_cache=False,
+                **{attention.KV_KWARG: kv},
+            )
+        kv.stop_recording()
+        return _Prefilled(
+            bank=bank,
+            last_token=torch.tensor([t[-1] for t in targets], device=self.device),
+            last_position=torch.tensor([len(p) for p in prefixes], device=self.device),
+            kv=kv,
+        )
+
+    # -- rows ------------------------------------------------------------------------------------
+    def _run_rows(self, state: _Prefilled, rows: list[Config], offset: int) -> Iterator[Generation]:
+        """Chunks rows; on out-of-memory halves the chunk size and retries the same rows."""
+        size = self.options.chunk_size
+        done = 0
+        while done < len(rows):
+            chunk = rows[done : done + size]
+            try:
+                results = self._decode_chunk(state, chunk, offset)
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+                size = max(1, size // 2)
+                log.warning("out of memory on a chunk of %d rows; retrying with chunk_size=%d", len(chunk), size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            yield from results
+            done += len(chunk)
+
+    def _plan(self, state: _Prefilled, chunk: list[Config], offset: int) -> dict[tuple[str, int], Replacement]:
+        """Which rows get which source vector at which (granularity, target layer) site."""
+        members: dict[tuple[str, int], list[int]] = {}
+        for r, c in enumerate(chunk):
+            if c.granularity is not None:
+                members.setdefault((c.granularity, c.target_layer), []).append(r)
+        plan = {}
+        for (granularity, layer), rows in members.items():
+            g = GRANULARITIES.index(granularity)
+            groups = torch.tensor([chunk[r].instance - offset for r in rows], device=self.device)
+            sources = torch.tensor([chunk[r].source_layer for r in rows], device=self.device)
+            index = torch.tensor(rows, device=self.device)
+            plan[(granularity, layer)] = Replacement(
+                rows=index, positions=torch.zeros_like(index), vectors=state.bank[groups, g, sources]
+            )
+        return plan
+
+    def _decode_chunk(self, state: _Prefilled, chunk: list[Config], offset: int) -> list[Generation]:
+        """Transplant at the last prompt token, then greedy lockstep decoding of the chunk."""
+        if self.options.simulate_oom_above is not None and len(chunk) > self.options.simulate_oom_above:
+            raise torch.OutOfMemoryError(f"simulated out of memory: chunk of {len(chunk)} rows")
+        steps = self.options.max_new_tokens
+        group = torch.tensor([c.instance - offset for c in chunk], device=self.device)
+        kv = state.kv
+        kv.begin_chunk(group, steps)
+        active = torch.arange(len(chunk), device=self.device)  # chunk rows still generating
+        tokens = state.last_token[group]
+        positions = state.last_position[group]
+        out_tokens = torch.full((len(chunk), steps), -1, dtype=torch.long, device=self.device)
+        logprobs = torch.zeros(len(chunk), steps, dtype=torch.float64, device=self.device)
+        entropies = torch.zeros(len(chunk), steps, dtype=torch.float64, device=self.device)
+        n_steps = torch.zeros(len(chunk), dtype=torch.long, device=self.device)
+        plan = self._plan(state, chunk, offset)
+        for t in range(steps):
+            with transplant(self.model, plan if t == 0 else {}):
+                logits = self.model(
+                    input_ids=tokens[:, None],
+                    position_ids=positions[:, None],
+                    use_cache=False,
+                    logits_to_keep=1,
+                    **{attention.KV_KWARG: kv},
+                ).logits[:, -1].float()
+            logp = torch.log_softmax(logits, dim=-1)  # [b, V]
+            choice = logp.argmax(dim=-1)
+            out_tokens[active, t] = choice
+            logprobs[active, t] = logp.gather(1, choice[:, None])[:, 0].double()
+            entropies[active, t] = -(logp.exp() * logp).sum(-1).double()
+            n_steps[active] += 1
+            finished = torch.isin(choice, self.eos)
+            if t == steps - 1 or bool(finished.all()):
+                break
+            kv.advance()
+            if bool(finished.any()):
+                keep = (~finished).nonzero()[:, 0]
+                kv.keep(keep)
+                active, choice, positions = active[keep], choice[keep], positions[keep]
+            tokens, positions = choice, positions + 1
+        return self._collect(chunk, out_tokens.cpu(), logprobs.cpu(), entropies.cpu(), n_steps.cpu())
+
+    def _collect(self, chunk, out_tokens, logprobs, entropies, n_steps) -> list[Generation]:
+        eos = set(self.eos.tolist())
+        results = []
+        for r, config in enumerate(chunk):
+            taken = int(n_steps[r])
+            ids = out_tokens[r, :taken].tolist()
+            kept = taken - 1 if ids and ids[-1] in eos else taken
+            results.append(
+                Generation(
+                    config=config,
+                    token_ids=ids[:kept],
+                    logprob_sum=float(logprobs[r, :kept].sum()),
+                    entropy_first=float(entropies[r, 0]),
+                    entropy_mean=float(entropies[r, :taken].mean()),
+                )
+            )
+        return results

@@ -1,0 +1,115 @@
+"""Loading the model a sweep runs on: a HF checkpoint (hub id or local dir) or the built-in tiny one.
+
+Workers call :func:`load_model` with the spec, never receive model bytes. The paper's models are
+config files under ``conf/model/`` (LLaMA-2-7B-Chat, Mistral-7B-Instruct-v0.3, Qwen2-7B-Instruct,
+Chinese-Alpaca-2-7B), each overridable by ``model.path``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from pipeline.errors import PipelineError
+from pipeline.sites import decoder_layers
+from pipeline.tiny import TinySpec, build_tiny
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how.
+
+    Attributes:
+        name: short name used in rows, reports and figure titles (e.g. ``qwen2``).
+        path: HF hub id or local checkpoint dir; ignored when ``tiny`` is set.
+        dtype: auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 | float16.
+        device: auto (CUDA if available) | cpu | cuda.
+        revision: hub revision (commit, tag or branch) to pin; None for the default branch.
+        tiny: spec of a tiny model built in code (the embedded default), else None.
+    """
+
+    name: str
+    path: str
+    dtype: str = "auto"
+    device: str = "auto"
+    revision: str | None = None
+    tiny: TinySpec | None = None
+
+    def __post_init__(self):
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise PipelineError(f"model.dtype '{self.dtype}' is not valid; valid: auto, {', '.join(DTYPES)}")
+        if self.device not in DEVICES:
+            raise PipelineError(f"model.device '{self.device}' is not valid; valid: {', '.join(DEVICES)}")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise PipelineError("model.device=cuda but no CUDA device is visible to this process")
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def resolved_dtype(self, device: torch.device) -> torch.dtype:
+        if self.dtype == "auto":
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return DTYPES[self.dtype]
+
+    def check_path(self) -> None:
+        """Fails early (before Ray starts) on a local-looking path that does not exist."""
+        if self.tiny is not None:
+            return
+        looks_local = self.path.startswith((".", "/", "~")) or Path(self.path).expanduser().exists()
+        if looks_local and not (Path(self.path).expanduser() / "config.json").is_file():
+            raise PipelineError(f"model.path '{self.path}' is not a checkpoint directory (no config.json there)")
+
+
+@dataclass
+class LoadedModel:
+    """A resident model with its tokenizer and an identity for run.json."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    revision: str  # hub commit hash, or a content hash for tiny/local models
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Loads the model in eval mode on its device, checking it has attn/ffn/block sites."""
+    device = spec.resolved_device()
+    dtype = spec.resolved_dtype(device)
+    if spec.tiny is not None:
+        model, tokenizer = build_tiny(spec.tiny)
+        model.to(device=device, dtype=dtype)
+        revision = "tiny-" + hashlib.sha256(json.dumps(asdict(spec.tiny), sort_keys=True).encode()).hexdigest()[:12]
+    else:
+        spec.check_path()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(spec.path, revision=spec.revision)
+            model = AutoModelForCausalLM.from_pretrained(
+                spec.path, revision=spec.revision, dtype=dtype, attn_implementation="sdpa"
+            )
+        except OSError as err:
+            raise PipelineError(f"cannot load model.path '{spec.path}': {err}") from err
+        model.to(device)
+        revision = getattr(model.config, "_commit_hash", None) or _local_revision(spec.path)
+    model.eval()
+    decoder_layers(model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return LoadedModel(model=model, tokenizer=tokenizer, revision=revision)
+
+
+def _local_revision(path: str) -> str:
+    """A short hash of a local checkpoint's config and weight-file names and sizes."""
+    root = Path(path).expanduser()
+    digest = hashlib.sha256()
+    for item in sorted(root.iterdir()):
+        if item.is_file():
+            digest.update(f"{item.name}:{item.stat().st_size}".encode())
+    return "local-" + digest.hexdigest()[:12]

@@ -1,0 +1,151 @@
+"""Intervention sites: granularity (attn / ffn / block) -> module of decoder layer k.
+
+This is the only place that knows Hugging Face module paths. XTransplant (paper Sec. 2) moves the
+output of one module at the last prompt token:
+
+* ``attn``  -- ``layers[k].self_attn``: first element of its output (after o_proj, before the
+  residual add);
+* ``ffn``   -- ``layers[k].mlp``: its output (before the residual add);
+* ``block`` -- ``layers[k]``: the decoder layer's output hidden state.
+
+Hooks are registered only inside the context managers below, which always remove them: a leaked
+hook would silently corrupt every later result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pipeline.errors import PipelineError
+from pipeline.schema import GRANULARITIES
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layers of a causal LM (``model.model.layers``), checked for both sites.
+
+    Raises:
+        PipelineError: naming what is missing, before any work starts.
+    """
+    name = type(model).__name__
+    base = getattr(model, "model", None)
+    layers = getattr(base, "layers", None)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise PipelineError(
+            f"model class {name} has no decoder layers at model.model.layers; XTransplant needs a "
+            "decoder-only LM laid out like LLaMA, Mistral or Qwen2"
+        )
+    for k, layer in enumerate(layers):
+        for attr in ("self_attn", "mlp"):
+            if not isinstance(getattr(layer, attr, None), nn.Module):
+                raise PipelineError(
+                    f"model class {name}: decoder layer {k} ({type(layer).__name__}) has no "
+                    f"'{attr}' module; granularities attn/ffn need model.model.layers[k].self_attn and .mlp"
+                )
+    return layers
+
+
+def site_module(layers: nn.ModuleList, granularity: str, layer: int) -> nn.Module:
+    """The module whose output a granularity names, in decoder layer ``layer``."""
+    if granularity == "attn":
+        return layers[layer].self_attn
+    if granularity == "ffn":
+        return layers[layer].mlp
+    if granularity == "block":
+        return layers[layer]
+    raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
+
+
+def _hidden(output):
+    """The hidden-state tensor of a module output (attention returns (out, weights); some layers tuples)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _with_hidden(output, hidden: torch.Tensor):
+    """``output`` with its hidden-state tensor replaced, same container type."""
+    if isinstance(output, tuple):
+        return (hidden, *output[1:])
+    return hidden
+
+
+@contextmanager
+def capture_last(
+    model: nn.Module, rows: torch.Tensor, positions: torch.Tensor
+) -> Iterator[torch.Tensor]:
+    """Captures every site's output of every layer at one position per selected row.
+
+    One forward of the source prompts fills the whole activation bank of paper Sec. 2: the
+    outputs of all N layers at all three granularities at the last source token.
+
+    Args:
+        model: the causal LM.
+        rows: [R] batch rows to capture (the source-prompt rows of a mixed batch).
+        positions: [R] position of the last real token of each captured row.
+
+    Yields:
+        bank: [R, 3, N, H] tensor, filled once the forward inside the block has run; index 1 follows
+        :data:`pipeline.schema.GRANULARITIES`.
+    """
+    layers = decoder_layers(model)
+    hidden = model.config.hidden_size
+    param = next(model.parameters())
+    bank = torch.zeros(len(rows), len(GRANULARITIES), len(layers), hidden, dtype=param.dtype, device=param.device)
+
+    def make_hook(g: int, k: int):
+        def hook(_module, _args, output):
+            bank[:, g, k] = _hidden(output)[rows, positions]
+
+        return hook
+
+    with ExitStack() as stack:
+        for g, granularity in enumerate(GRANULARITIES):
+            for k in range(len(layers)):
+                handle = site_module(layers, granularity, k).register_forward_hook(make_hook(g, k))
+                stack.callback(handle.remove)
+        yield bank
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """Rows of a batch whose site output at one layer is overwritten at one position each.
+
+    Attributes:
+        rows: [R] batch row indices.
+        positions: [R] sequence position replaced in each row (the last target prompt token).
+        vectors: [R, H] the transplanted source vectors.
+    """
+
+    rows: torch.Tensor
+    positions: torch.Tensor
+    vectors: torch.Tensor
+
+
+@contextmanager
+def transplant(model: nn.Module, plan: Mapping[tuple[str, int], Replacement]) -> Iterator[None]:
+    """Overwrites site outputs during the forwards run inside the block (paper Sec. 2, Eq. 1-2).
+
+    ``plan[(granularity, target_layer)]`` says which rows get which vector at that site. The forward
+    continues from the replaced value, so later layers and the KV cache of the replaced position
+    see the transplant.
+    """
+    layers = decoder_layers(model)
+
+    def make_hook(rep: Replacement):
+        def hook(_module, _args, output):
+            hidden = _hidden(output).clone()
+            hidden[rep.rows, rep.positions] = rep.vectors.to(hidden.dtype)
+            return _with_hidden(output, hidden)
+
+        return hook
+
+    with ExitStack() as stack:
+        for (granularity, layer), rep in plan.items():
+            if not 0 <= layer < len(layers):
+                raise PipelineError(f"target layer {layer} out of range: the model has layers 0..{len(layers) - 1}")
+            handle = site_module(layers, granularity, layer).register_forward_hook(make_hook(rep))
+            stack.callback(handle.remove)
+        yield

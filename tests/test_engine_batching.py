@@ -1,0 +1,82 @@
+"""Batching must not change results: mixed-length instances, chunk sizes, OOM halving, (i, i)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_pair
+from reference import reference_generate
+
+from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.instances import Instance
+
+MAX_NEW = 8
+GRANS = ["attn", "ffn", "block"]
+
+MIXED = [
+    Instance("short", "de", "Ja?", "Yes? Answer in a full sentence, please.", "ja"),
+    Instance("long", "es", "Pregunta larga: ¿cuál es la capital de Francia y por qué es famosa?", "Capital?", "París"),
+    Instance("mid", "zh", "中国的首都是哪里？", "What is the capital of China?", "北京"),
+    Instance("one", "ru", "Да", "Yes", "да"),
+]
+
+
+def key(gen):
+    c = gen.config
+    return (c.instance, c.granularity, c.source_layer, c.target_layer)
+
+
+def run(model, tok, instances, **opts):
+    engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=MAX_NEW, **opts))
+    pairs = [(i, j) for i in range(engine.n_layers) for j in range(engine.n_layers)]
+    return {key(g): g for g in engine.run(instances, GRANS, pairs)}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, _, tok = tiny_pair("qwen2", n_layers=3, init_range=0.3, seed=5)
+    return model, tok
+
+
+def test_mixed_lengths_batched_equal_alone(tiny):
+    model, tok = tiny
+    together = run(model, tok, MIXED, instance_batch=4, chunk_size=40)
+    for n, inst in enumerate(MIXED):
+        alone = run(model, tok, [inst], instance_batch=1, chunk_size=1000)
+        for (inst_idx, *rest), gen in alone.items():
+            other = together[(n, *rest)]
+            assert other.token_ids == gen.token_ids, (inst.id, rest)
+            assert other.logprob_sum == pytest.approx(gen.logprob_sum, abs=1e-4)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 64])
+def test_chunk_size_does_not_change_results(tiny, chunk_size):
+    model, tok = tiny
+    base = run(model, tok, MIXED[:2], chunk_size=1000)
+    other = run(model, tok, MIXED[:2], chunk_size=chunk_size)
+    assert base.keys() == other.keys()
+    assert all(base[k].token_ids == other[k].token_ids for k in base)
+
+
+def test_out_of_memory_halves_chunk_and_keeps_results(tiny, caplog):
+    model, tok = tiny
+    base = run(model, tok, MIXED[:2], chunk_size=1000)
+    squeezed = run(model, tok, MIXED[:2], chunk_size=64, simulate_oom_above=9)
+    assert "retrying with chunk_size=32" in caplog.text and "chunk_size=8" in caplog.text
+    assert base.keys() == squeezed.keys()
+    assert all(base[k].token_ids == squeezed[k].token_ids for k in base)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
+def test_same_prompt_diagonal_reproduces_vanilla(arch):
+    """Source prompt = target prompt: config (i, i) puts back the value that was there."""
+    model, ref_model, tok = tiny_pair(arch, n_layers=4, init_range=0.3, seed=7)
+    text = "Premise: it rains. Hypothesis: the street is wet. (1) Entail (2) Neutral (3) Contradict"
+    inst = Instance("same", "en", text, text, "1")
+    gens = run(model, tok, [inst])
+    vanilla = gens[(0, None, None, None)].token_ids
+    ref = reference_generate(ref_model, tok, text, None, None, None, None, MAX_NEW, [tok.eos_token_id])
+    assert min(ref.margins) > 1e-4  # no near-tie: equality below is exact, not luck
+    assert vanilla == ref.token_ids
+    for g in GRANS:
+        for i in range(4):
+            assert gens[(0, g, i, i)].token_ids == vanilla, (g, i)
