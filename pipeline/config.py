@@ -111,14 +111,26 @@ def _positive(name: str, value) -> int:
     return value
 
 
-def sweep_config(cfg: DictConfig) -> SweepConfig:
-    """Builds the typed config from the composed Hydra config (the only place that reads it)."""
-    m = _plain(cfg.model)
+def model_spec(node: DictConfig) -> ModelSpec:
+    """The typed model spec of a ``model=`` config group choice."""
+    m = _plain(node)
     tiny = TinySpec(**m["tiny"]) if m.get("tiny") else None
-    model = ModelSpec(
+    return ModelSpec(
         name=m["name"], path=str(m.get("path") or m["name"]), dtype=m.get("dtype", "auto"),
         device=m.get("device", "auto"), revision=m.get("revision"), tiny=tiny,
     )
+
+
+def sweep_config(cfg: DictConfig) -> SweepConfig:
+    """Builds the typed config from the composed Hydra config (the only place that reads it)."""
+    try:
+        return _sweep_config(cfg)
+    except TypeError as err:  # an unknown key in a config group, e.g. cluster.num_worker
+        raise PipelineError(f"config: {err}") from err
+
+
+def _sweep_config(cfg: DictConfig) -> SweepConfig:
+    model = model_spec(cfg.model)
     g = _plain(cfg.grid)
     grid = GridSpec(kind=g["kind"], pairs=tuple(tuple(p) for p in (g.get("pairs") or ())))
     c = _plain(cfg.cluster)

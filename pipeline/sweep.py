@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__
+from pipeline.cli import CONF_DIR, check_group_choices
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
@@ -29,10 +30,6 @@ from pipeline.rows import RunTags
 from pipeline.runner import RunPlan, ShardDone, ShardRunner
 from pipeline.shards import RUN_FILE, guard_out_dir, pending, plan_shards, read_run, write_json_atomic
 from pipeline.tasks import load_task
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("model", "task", "grid", "cluster")
-
 
 def _slug(value) -> str:
     return "+".join(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else str(value)
@@ -143,20 +140,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_group_choices(argv: list[str]) -> None:
-    """One clear line for an unknown config-group choice (Hydra's own error is several lines)."""
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key not in GROUPS:
-            continue
-        valid = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-        for choice in value.split(","):
-            if choice and choice not in valid:
-                raise PipelineError(f"unknown {key} '{choice}'; valid: {', '.join(valid)}")
-
-
-@hydra.main(config_path="../conf", config_name="config", version_base=None)
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
     try:

@@ -26,16 +26,10 @@ def connect(cluster: ClusterSpec) -> None:
     """Joins RAY_ADDRESS (``ray job submit``) or starts a local Ray on loopback; once per process."""
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=os.environ["RAY_ADDRESS"])
         return
-    ray.init(
-        num_gpus=cluster.num_gpus,
-        include_dashboard=False,
-        runtime_env=runtime_env,
-        _node_ip_address=LOOPBACK,
-    )
+    ray.init(num_gpus=cluster.num_gpus, include_dashboard=False, _node_ip_address=LOOPBACK)
 
 
 @ray.remote
@@ -43,6 +37,7 @@ class ShardWorker:
     """A Ray actor holding one resident :class:`ShardRunner`."""
 
     def __init__(self, plan: RunPlan, threads: int):
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads)
         self.runner = ShardRunner(plan)
 

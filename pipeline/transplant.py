@@ -1,0 +1,76 @@
+"""``python -m pipeline.transplant``: one transplant, vanilla beside it (the paper's casual attempt).
+
+    python -m pipeline.transplant model=qwen2 prompt="..." source_prompt="..." \
+        source_layer=27 target_layer=0 granularity=attn
+
+Runs the same engine as the sweep on a single instance and a single (source, target) pair.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.config import model_spec
+from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.errors import PipelineError, exit_on_user_error
+from pipeline.instances import Instance
+from pipeline.models import load_model
+from pipeline.schema import GRANULARITIES
+from pipeline.cli import CONF_DIR, check_group_choices
+
+
+def _int(cfg: DictConfig, key: str) -> int:
+    value = cfg[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PipelineError(f"{key} must be an integer layer index, got {value!r}")
+    return value
+
+
+def transplant_once(cfg: DictConfig) -> dict[str, str]:
+    """Returns {'vanilla': text, 'transplant': text} for the configured prompts and pair."""
+    spec = model_spec(cfg.model)
+    granularity = str(cfg.granularity)
+    if granularity not in GRANULARITIES:
+        raise PipelineError(f"granularity '{granularity}' is not valid; valid: {', '.join(GRANULARITIES)}")
+    source_layer, target_layer = _int(cfg, "source_layer"), _int(cfg, "target_layer")
+    instance = Instance("cli", "?", str(cfg.prompt), str(cfg.source_prompt), "")
+    n_layers = spec.tiny.n_layers if spec.tiny is not None else None
+    for name, layer in (("source_layer", source_layer), ("target_layer", target_layer)):
+        if n_layers is not None and not 0 <= layer < n_layers:
+            raise PipelineError(f"{name}={layer} out of range: the model has layers 0..{n_layers - 1}")
+    for name in ("prompt", "source_prompt"):
+        if not str(cfg[name]).strip():
+            raise PipelineError(f"{name} is empty")
+    loaded = load_model(spec)
+    engine = TransplantEngine(loaded.model, loaded.tokenizer, EngineOptions(max_new_tokens=int(cfg.max_new_tokens)))
+    gens = list(engine.run([instance], [granularity], [(source_layer, target_layer)]))
+    texts = loaded.tokenizer.batch_decode([g.token_ids for g in gens], skip_special_tokens=True)
+    return {"vanilla": texts[0], "transplant": texts[1]}
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="transplant", version_base=None)
+@exit_on_user_error
+def _main(cfg: DictConfig) -> None:
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        out = transplant_once(cfg)
+    except OmegaConfBaseException as err:
+        raise PipelineError(f"config: {err}") from err
+    print(f"model: {cfg.model.name}  granularity: {cfg.granularity}  "
+          f"source layer {cfg.source_layer} -> target layer {cfg.target_layer} (0-based)")
+    print(f"vanilla:     {out['vanilla']!r}")
+    print(f"transplant:  {out['transplant']!r}")
+
+
+@exit_on_user_error
+def main() -> None:
+    import sys
+
+    check_group_choices(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()

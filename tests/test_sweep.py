@@ -1,0 +1,139 @@
+"""The sweep in-process: output contract, grids, resume, the out_dir guard, bad input at the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+import pytest
+from sweeps import cli, compose_sweep, keys, rows, write_task
+
+from pipeline.errors import PipelineError
+from pipeline.schema import ROW_SCHEMA
+from pipeline.sweep import main as sweep_main
+from pipeline.sweep import run
+
+TINY = ["model.tiny.n_layers=3", "max_new_tokens=6", "cluster=inprocess"]
+
+
+def sweep_args(tmp_path, *extra):
+    task = write_task(tmp_path / "task.jsonl")
+    return [*TINY, "task=jsonl", f"task.path={task}", f"out_dir={tmp_path / 'out'}", *extra]
+
+
+def test_rows_follow_the_contract(tmp_path):
+    out = run(compose_sweep(sweep_args(tmp_path, "granularity=[attn,block]", "shard_size=3")))
+    table = rows(out)
+    assert table.schema.equals(ROW_SCHEMA)
+    # 4 instances x 2 granularities x (9 pairs + vanilla)
+    assert table.num_rows == 4 * 2 * 10
+    assert len(set(keys(table))) == table.num_rows
+    vanilla = table.filter(table.column("source_layer").is_null())
+    assert vanilla.num_rows == 8 and vanilla.column("target_layer").null_count == 8
+    for row in table.to_pylist():
+        assert row["n_new_tokens"] == len(row["token_ids"]) <= 6
+        assert row["model"] == "tiny" and row["task"] == "jsonl" and row["n_layers"] == 3
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["n_shards"] == 2 and meta["finished"] and meta["granularities"] == ["attn", "block"]
+    assert sorted(p.name for p in (out / "shards").iterdir()) == [
+        "shard-000000-of-000002.parquet", "shard-000001-of-000002.parquet"]
+
+
+@pytest.mark.parametrize("grid,extra,expected", [
+    ("source_last", [], {(2, 0), (2, 1), (2, 2)}),
+    ("target_first", [], {(0, 0), (1, 0), (2, 0)}),
+    ("pairs", ["grid.pairs=[[0,2],[1,1]]"], {(0, 2), (1, 1)}),
+])
+def test_grid_kinds(tmp_path, grid, extra, expected):
+    out = run(compose_sweep(sweep_args(tmp_path, f"grid={grid}", *extra)))
+    pairs = {(s, t) for _, _, s, t in keys(rows(out)) if s is not None}
+    assert pairs == expected
+
+
+def test_resume_recomputes_only_missing_shards(tmp_path):
+    cfg = compose_sweep(sweep_args(tmp_path, "shard_size=1"))
+    out = run(cfg)
+    before = rows(out)
+    shard_files = sorted((out / "shards").iterdir())
+    kept_mtime = shard_files[0].stat().st_mtime_ns
+    shard_files[2].unlink()
+    (out / "shards" / ".leftover.tmp").write_text("a killed writer's temp file")
+    run(cfg)
+    after = rows(out)
+    assert shard_files[0].stat().st_mtime_ns == kept_mtime
+    assert Counter(keys(after)) == Counter(keys(before))
+    assert len(set(keys(after))) == after.num_rows
+
+
+def test_out_dir_of_another_configuration_is_refused(tmp_path):
+    run(compose_sweep(sweep_args(tmp_path)))
+    with pytest.raises(PipelineError, match="another configuration.*overwrite=true"):
+        run(compose_sweep(sweep_args(tmp_path, "max_new_tokens=3")))
+    run(compose_sweep(sweep_args(tmp_path, "max_new_tokens=3", "overwrite=true")))
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("out.replaced-")]
+    assert len(aside) == 1 and any(aside[0].rglob("*.parquet"))
+    assert set(rows(tmp_path / "out").column("n_new_tokens").to_pylist()) <= {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model=gpt9", "unknown model 'gpt9'; valid: chinese_alpaca2, hf, llama2, mistral, qwen2, tiny"),
+    ("task=squad", "unknown task 'squad'; valid:"),
+    ("grid=diagonal", "unknown grid 'diagonal'; valid:"),
+    ("granularity=mlp", "granularity 'mlp' is not valid; valid: attn, ffn, block"),
+    ("model=hf model.path=/no/such/checkpoint", "model.path '/no/such/checkpoint' is not a checkpoint directory"),
+    ("max_new_tokens=0", "max_new_tokens must be a positive integer"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, override, message):
+    task = write_task(tmp_path / "task.jsonl")
+    out = tmp_path / "out"
+    argv = ["pipeline.sweep", "cluster=inprocess", "task=jsonl", f"task.path={task}", f"out_dir={out}",
+            *override.split()]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not out.exists()
+
+
+def test_bad_input_from_a_real_process(tmp_path):
+    """The same path as above, once through a real interpreter: exit status and no traceback."""
+    out = tmp_path / "out"
+    proc = cli(["pipeline.sweep", "cluster=inprocess", "model=gpt9", f"out_dir={out}"])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: unknown model 'gpt9'") and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"id": "a", "lang": "de", "prompt": "p", "answer": "x"}', "line 2: missing field 'source_prompt'"),
+    ('{"id": "de-0", "lang": "de", "prompt": "p", "source_prompt": "s", "answer": "x"}', "line 2"),
+    ('{"id": "b", "lang": "de", "prompt": "  ", "source_prompt": "s", "answer": "x"}', "line 2: field 'prompt' is empty"),
+])
+def test_bad_jsonl_names_file_line_and_field(tmp_path, monkeypatch, capsys, line, message):
+    task = tmp_path / "bad.jsonl"
+    good = '{"id": "de-0", "lang": "de", "prompt": "p", "source_prompt": "s", "answer": "x"}'
+    task.write_text(good + "\n" + line + "\n")
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["pipeline.sweep", "cluster=inprocess", "task=jsonl", f"task.path={task}",
+                                      f"out_dir={out}"])
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert str(task) in err and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_transplant_cli_bad_layer_and_success():
+    ok = cli(["pipeline.transplant", "prompt=Hallo Welt", "source_prompt=Hello world", "source_layer=3",
+              "target_layer=0", "granularity=ffn", "max_new_tokens=4"])
+    assert ok.returncode == 0, ok.stderr
+    assert "vanilla:" in ok.stdout and "transplant:" in ok.stdout
+    bad = cli(["pipeline.transplant", "prompt=Hallo", "source_prompt=Hello", "source_layer=4", "target_layer=0"])
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: source_layer=4 out of range: the model has layers 0..3"
