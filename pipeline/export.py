@@ -1,0 +1,51 @@
+"""Freeze a task: write the instances it yields in the JSONL task format.
+
+    python -m pipeline.export task=NAME [task.<key>=VALUE ...] out=FILE.jsonl
+
+e.g. ``python -m pipeline.export task=xnli task.root=../shared/xtransplant-data task.langs=[de,zh]
+out=xnli_de_zh.jsonl``. The file holds ``id``, ``lang``, ``prompt``, ``source_prompt``, ``answer``
+and, where the task has them, ``choices``/``choice_aliases``/``aliases``/``response_lang``/
+``scoring``, in the task's stable order; ``task=jsonl task.path=FILE`` re-runs it with the same
+prompts and the same scoring. The file is validated in full and written atomically (nothing is
+written on error).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pipeline.errors import PipelineError, exit_on_user_error
+from pipeline.instances import Instance
+from pipeline.scoring import default_rule
+from pipeline.tasks import Task, load_task
+from pipeline.tasks.compose import compose_task, parse_argv
+from pipeline.tasks.jsonl import write_jsonl
+
+USAGE = "python -m pipeline.export task=NAME [task.<key>=VALUE ...] out=FILE.jsonl"
+
+
+def rule_of(task: Task, instance: Instance) -> str:
+    """The scoring rule ``task`` applies to ``instance`` (the JSONL default for tasks that do not say)."""
+    rule = getattr(task, "rule", None)
+    return rule(instance) if callable(rule) else default_rule(instance)
+
+
+def export(task: Task, out: str) -> int:
+    """Writes every instance of ``task`` to ``out`` (JSONL task format); returns the count."""
+    return write_jsonl(out, [(instance, rule_of(task, instance)) for instance in task.instances()])
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m pipeline.export``."""
+    name, overrides, own = parse_argv(sys.argv[1:] if argv is None else argv, ("out",), USAGE)
+    if not own.get("out"):
+        raise PipelineError(f"out=FILE.jsonl is required; usage: {USAGE}")
+    task = load_task(compose_task(name, overrides))
+    count = export(task, own["out"])
+    print(f"wrote {count} instances of task {name} to {own['out']}")
+
+
+if __name__ == "__main__":
+    main()

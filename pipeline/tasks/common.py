@@ -1,0 +1,330 @@
+"""What the six built-in tasks share: config keys and checks, splits, CoT, groups and scoring.
+
+Every built-in task turns a benchmark into parallel instances (target prompt, source prompt,
+gold) from one of two sources:
+
+* ``source=release``: the authors' released files under ``task.root`` (one JSON value per line,
+  files of one language paired line by line with the pivot's);
+* ``source=hub``: the original dataset through ``datasets.load_dataset`` (a Hub id, or local
+  files through ``task.hub.data_files``), rendered with our translations of the paper's
+  templates (its Table 5 / Appendix D).
+
+A subclass declares its constants and implements ``_release_records`` and/or ``_hub_records``
+(reading through :mod:`pipeline.tasks.sources`); this base does the rest: config validation, the
+PilotSet split, ``task.limit``, ``prompt=cot``, groups, scoring.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pipeline.errors import PipelineError
+from pipeline.instances import Instance
+from pipeline.scoring import score
+from pipeline.tasks.languages import default_groups, with_cot
+from pipeline.tasks.pilotset import PILOT_SEED, PILOT_SIZE, Record, select_pilot, split_pool
+
+SPLITS = ("pilot", "unseen", "all")
+PROMPTS = ("default", "cot")
+COT_MAX_NEW_TOKENS = 200
+RELEASE_SUBSETS = {"pilot": ("sample",), "unseen": ("unseen",), "all": ("sample", "unseen")}
+SPLIT_OF_SUBSET = {"sample": "pilot", "unseen": "unseen"}
+
+
+def fail(message: str) -> PipelineError:
+    """A one-line user error (see :mod:`pipeline.errors`)."""
+    return PipelineError(message)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value == "???"
+
+
+class BuiltinTask:
+    """Base of the six benchmark tasks; the sweep sees only the :class:`~pipeline.tasks.base.Task` API.
+
+    Args:
+        cfg: the task's config mapping (``name`` plus the keys of :meth:`defaults`); missing keys
+            take their defaults, unknown keys are an error.
+    """
+
+    NAME: ClassVar[str]
+    KIND: ClassVar[str]  # "multilingual" (non-En <- pivot) or "cultural" (En <- culture language)
+    RULE: ClassVar[str]  # scoring rule, see pipeline.scoring
+    LANGS: ClassVar[tuple[str, ...]]  # the paper's languages = the default of task.langs
+    SOURCES: ClassVar[tuple[str, ...]] = ("hub",)
+    RELEASE_DIR: ClassVar[str] = ""  # e.g. "XNLI" for <root>/XNLI/XNLI_{sample,unseen}
+    TEMPLATE_LANGS: ClassVar[tuple[str, ...]] = ()  # languages our hub templates are written in
+    HUB: ClassVar[dict[str, Any]] = {}
+    EXTRA: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The full default config of the task; ``conf/task/<name>.yaml`` mirrors it."""
+        config: dict[str, Any] = {
+            "name": cls.NAME,
+            "source": cls.SOURCES[0],
+            "split": "pilot",
+            "langs": list(cls.LANGS),
+        }
+        if cls.KIND == "multilingual":
+            config["pivot"] = "en"
+        config.update(
+            {
+                "prompt": "default",
+                "groups": None,
+                "limit": None,
+                "pilot_size": PILOT_SIZE,
+                "seed": PILOT_SEED,
+            }
+        )
+        if "release" in cls.SOURCES:
+            config["root"] = None
+        config.update(json.loads(json.dumps(cls.EXTRA)))
+        config["hub"] = dict(cls.HUB)
+        return config
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        defaults = self.defaults()
+        if cfg.get("source", defaults["source"]) not in self.SOURCES:
+            valid = ", ".join(self.SOURCES)
+            raise fail(f"task {self.NAME}: task.source={cfg['source']!r} is not valid; choose one of: {valid}")
+        unknown = sorted(set(cfg) - set(defaults))
+        if unknown:
+            raise fail(f"task {self.NAME}: unknown key {unknown[0]!r}; valid keys: {', '.join(defaults)}")
+        merged = {**defaults, **{key: value for key, value in cfg.items() if key != "hub"}}
+        hub = cfg.get("hub") or {}
+        if not isinstance(hub, Mapping) or set(hub) - set(self.HUB):
+            extra = sorted(set(hub) - set(self.HUB)) if isinstance(hub, Mapping) else ["(not a mapping)"]
+            raise fail(f"task {self.NAME}: unknown task.hub key {extra[0]!r}; valid: {', '.join(self.HUB)}")
+        merged["hub"] = {**self.HUB, **hub}
+        self.config = merged
+        self.source = self._choice("source", self.SOURCES)
+        self.split = self._choice("split", SPLITS)
+        self.prompt_variant = self._choice("prompt", PROMPTS)
+        self.langs = self._langs()
+        self.pivot = self._pivot() if self.KIND == "multilingual" else None
+        self.limit = self._positive_int("limit", optional=True)
+        self.pilot_size = self._positive_int("pilot_size")
+        self.seed = self._int("seed")
+        self._groups = self._parse_groups()
+        self.root = self._root() if self.source == "release" else None
+        if self.source == "hub":
+            self._check_templates()
+        self._validate()
+        self._records: list[Record] | None = None
+
+    # ------------------------------------------------------------------ config checks
+
+    def _choice(self, key: str, valid: Sequence[str]) -> str:
+        value = self.config[key]
+        if value not in valid:
+            raise fail(f"task {self.NAME}: task.{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+        return value
+
+    def _int(self, key: str) -> int:
+        value = self.config[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"task {self.NAME}: task.{key} must be an integer, got {value!r}")
+        return value
+
+    def _positive_int(self, key: str, optional: bool = False) -> int | None:
+        if optional and self.config[key] is None:
+            return None
+        value = self._int(key)
+        if value < 1:
+            raise fail(f"task {self.NAME}: task.{key} must be >= 1, got {value}")
+        return value
+
+    def _lang_list(self, key: str, value: Any) -> list[str]:
+        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            raise fail(f"task {self.NAME}: task.{key} must be a non-empty list of language codes, got {value!r}")
+        langs = []
+        for lang in value:
+            if isinstance(lang, bool):
+                raise fail(
+                    f"task {self.NAME}: task.{key} holds a boolean ({lang}); "
+                    "YAML reads no/yes as booleans, quote them: 'no'"
+                )
+            if not isinstance(lang, str) or not lang:
+                raise fail(f"task {self.NAME}: task.{key} must hold language codes (strings), got {lang!r}")
+            langs.append(lang)
+        if len(set(langs)) != len(langs):
+            raise fail(f"task {self.NAME}: task.{key} lists a language twice: {langs}")
+        return langs
+
+    def _rendered_from_templates(self) -> bool:
+        """Multilingual hub tasks render every language from our templates: a template decides."""
+        return self.KIND == "multilingual" and self.config["source"] == "hub"
+
+    def _langs(self) -> list[str]:
+        langs = self._lang_list("langs", self.config["langs"])
+        if not self._rendered_from_templates():
+            for lang in langs:
+                if lang not in self.LANGS:
+                    raise fail(f"task {self.NAME}: unknown language {lang!r}; valid: {' '.join(self.LANGS)}")
+        return langs
+
+    def _pivot(self) -> str:
+        pivot = self.config["pivot"]
+        if not isinstance(pivot, str) or not pivot:
+            raise fail(f"task {self.NAME}: task.pivot must be a language code, got {pivot!r}")
+        if not self._rendered_from_templates() and pivot not in self.LANGS:
+            raise fail(f"task {self.NAME}: task.pivot={pivot!r} is not one of its languages: {' '.join(self.LANGS)}")
+        return pivot
+
+    def _parse_groups(self) -> dict[str, list[str]]:
+        groups = self.config["groups"]
+        if groups is None:
+            return default_groups(self.langs)
+        if not isinstance(groups, Mapping) or not all(
+            isinstance(name, str) and not isinstance(members, str) and isinstance(members, Sequence)
+            and all(isinstance(m, str) for m in members)
+            for name, members in groups.items()
+        ):
+            raise fail(f"task {self.NAME}: task.groups must map group names to lists of languages, got {groups!r}")
+        return {name: list(members) for name, members in groups.items()}
+
+    def _root(self) -> Path:
+        root = self.config["root"]
+        if _is_missing(root):
+            raise fail(
+                f"task {self.NAME}: task.root is required with task.source=release "
+                "(the authors' data directory, e.g. task.root=../shared/xtransplant-data)"
+            )
+        path = Path(str(root)).expanduser()
+        if not path.is_dir():
+            raise fail(f"task {self.NAME}: task.root directory not found: {path}")
+        return path
+
+    def template_langs(self) -> list[str]:
+        """Languages whose prompt must be rendered from our templates (hub source)."""
+        if self.KIND == "cultural":
+            return ["en"]
+        return list(dict.fromkeys([*self.langs, self.pivot]))
+
+    def _check_templates(self) -> None:
+        for lang in self.template_langs():
+            if lang not in self.TEMPLATE_LANGS:
+                raise fail(
+                    f"task {self.NAME}: no prompt template for language {lang!r}; "
+                    f"templates exist for: {' '.join(self.TEMPLATE_LANGS)}"
+                )
+
+    def _validate(self) -> None:
+        """Task-specific checks run at load time (files present, extra keys); none by default."""
+
+    # ------------------------------------------------------------------ release helpers
+
+    def release_dir(self, subset: str) -> Path:
+        """``<root>/<DIR>/<DIR>_<subset>``, subset "sample" (the PilotSet) or "unseen"."""
+        assert self.root is not None
+        return self.root / self.RELEASE_DIR / f"{self.RELEASE_DIR}_{subset}"
+
+    def release_subsets(self) -> tuple[str, ...]:
+        """The released folders the configured split reads."""
+        return RELEASE_SUBSETS[self.split]
+
+    def hub_tag(self) -> str:
+        """Names the loaded table in instance ids: the Hub split, or the local files' stem."""
+        hub = self.config["hub"]
+        if hub.get("data_files"):
+            stem = Path(str(hub["data_files"])).name.replace("{lang}", "").split(".")[0].strip("-_.")
+            return stem or "files"
+        return str(hub["split"])
+
+    # ------------------------------------------------------------------ the Task API
+
+    def _release_records(self, subset: str) -> list[Record]:
+        raise NotImplementedError
+
+    def _hub_records(self) -> list[Record]:
+        raise NotImplementedError
+
+    def _finalize(self, records: list[Record]) -> list[Record]:
+        """Completes the selected hub records (cultural tasks attach translations); identity here."""
+        return records
+
+    def _selected(self) -> list[Record]:
+        """The configured split's records (``task.limit`` applied), before translations and CoT."""
+        if self.source == "release":
+            return [r for subset in self.release_subsets() for r in self._release_records(subset)]
+        pool = self._hub_records()
+        records = split_pool(pool, self.split, self.pilot_size, self.seed, parallel=self.KIND == "multilingual")
+        if self.limit is None:
+            return records
+        taken: dict[str, int] = {}
+        kept = []
+        for record in records:
+            count = taken.get(record.instance.lang, 0)
+            if count < self.limit:
+                kept.append(record)
+                taken[record.instance.lang] = count + 1
+        return kept
+
+    def _complete(self, records: list[Record]) -> list[Record]:
+        """Attaches what selection does not need: hub translations (cultural tasks), the CoT phrase."""
+        if self.source == "hub":
+            records = self._finalize(records)
+        if self.prompt_variant == "cot":
+            records = [Record(record.item, self._with_cot(record.instance)) for record in records]
+        return records
+
+    def pilot_records(self, n: int = PILOT_SIZE, seed: int = PILOT_SEED) -> list[Record]:
+        """A PilotSet drawn from the configured split (see :func:`~pipeline.tasks.pilotset.select_pilot`).
+
+        Drawn before translations are attached, so a cultural hub task only needs the drawn
+        questions translated.
+        """
+        drawn = select_pilot(self._selected(), n, seed, parallel=self.KIND == "multilingual")
+        return self._complete(drawn)
+
+    def _with_cot(self, instance: Instance) -> Instance:
+        target_lang = "en" if self.KIND == "cultural" else instance.lang
+        source_lang = instance.lang if self.KIND == "cultural" else self.pivot
+        return replace(
+            instance,
+            prompt=with_cot(instance.prompt, target_lang),
+            source_prompt=with_cot(instance.source_prompt, source_lang),
+        )
+
+    @property
+    def name(self) -> str:
+        """The task name (``task.name``)."""
+        return self.NAME
+
+    def records(self) -> list[Record]:
+        """The instances of :meth:`instances` with their parallel item keys (for PilotSets)."""
+        if self._records is None:
+            self._records = self._complete(self._selected())
+        return list(self._records)
+
+    def instances(self) -> list[Instance]:
+        """All instances of the configured split and languages, language by language, in file order."""
+        return [record.instance for record in self.records()]
+
+    def rule(self, instance: Instance) -> str:
+        """The task's scoring rule name (the same for every instance)."""
+        return self.RULE
+
+    def score(self, instance: Instance, response: str) -> bool:
+        """True iff ``response`` is correct under the authors' rule for this task."""
+        return score(self.RULE, instance, response)
+
+    @property
+    def groups(self) -> Mapping[str, Sequence[str]]:
+        """Resource groups (Table 3) of the configured languages, or ``task.groups``."""
+        return self._groups
+
+    @property
+    def max_new_tokens(self) -> int | None:
+        """200 for the CoT comparison (``task.prompt=cot``), else None (the run's budget)."""
+        return COT_MAX_NEW_TOKENS if self.prompt_variant == "cot" else None
+
+    def response_lang(self, lang: str) -> str:
+        """The language a consistent response is written in: English for cultural tasks."""
+        return "en" if self.KIND == "cultural" else lang

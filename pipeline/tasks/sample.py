@@ -1,0 +1,80 @@
+"""``task=sample``: the bundled demo, a few parallel items in the style of the paper's three pilot tasks.
+
+Our own small examples (not the authors' data), shipped in ``pipeline/data/sample/`` in the JSONL
+task format: ``xnli.jsonl`` (three options with label words, non-English target <- English
+source), ``xquad.jsonl`` (short context + question, free-text answer) and
+``globalopinionqa.jsonl`` (English target <- culture-language source, lettered options). Each
+subset keeps its benchmark's scoring rule; ids are prefixed by the subset ("xnli-de-1"). Prompts
+are short so that the default demo runs a tiny random model on CPU quickly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.instances import Instance
+from pipeline.scoring import score
+from pipeline.tasks.jsonl import JsonlTask
+from pipeline.tasks.languages import default_groups
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+SUBSET_RULES = {"xnli": "choice", "xquad": "contains", "globalopinionqa": "letter"}
+DEFAULTS: dict[str, Any] = {"name": "sample", "subsets": list(SUBSET_RULES), "groups": None}
+
+
+class SampleTask:
+    """The bundled sample; loadable with no arguments (``load_task({"name": "sample"})``).
+
+    Args:
+        cfg: ``subsets`` (any of xnli, xquad, globalopinionqa; default all three, in that
+            order) and ``groups`` (default: Table 3's groups of the sample's languages).
+    """
+
+    name = "sample"
+
+    def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
+        cfg = dict(cfg or {})
+        unknown = sorted(set(cfg) - set(DEFAULTS))
+        if unknown:
+            raise PipelineError(f"task sample: unknown key {unknown[0]!r}; valid keys: {', '.join(DEFAULTS)}")
+        subsets = cfg.get("subsets") or DEFAULTS["subsets"]
+        if isinstance(subsets, str) or not isinstance(subsets, Sequence):
+            raise PipelineError(f"task sample: task.subsets must be a list, got {subsets!r}")
+        for subset in subsets:
+            if subset not in SUBSET_RULES:
+                raise PipelineError(f"task sample: unknown subset {subset!r}; valid: {', '.join(SUBSET_RULES)}")
+        self._rules: dict[str, str] = {}
+        self._instances: list[Instance] = []
+        for subset in dict.fromkeys(subsets):
+            part = JsonlTask(SAMPLE_DIR / f"{subset}.jsonl", id_prefix=f"{subset}-", rule=SUBSET_RULES[subset])
+            for instance in part.instances():
+                self._instances.append(instance)
+                self._rules[instance.id] = SUBSET_RULES[subset]
+        groups = cfg.get("groups")
+        langs = list(dict.fromkeys(instance.lang for instance in self._instances))
+        self._groups = {k: list(v) for k, v in groups.items()} if groups else default_groups(langs)
+
+    def instances(self) -> list[Instance]:
+        """The chosen subsets' instances, subset by subset, in file order."""
+        return list(self._instances)
+
+    def rule(self, instance: Instance) -> str:
+        """The scoring rule of the instance's subset."""
+        return self._rules[instance.id]
+
+    def score(self, instance: Instance, response: str) -> bool:
+        """Scores ``response`` by the rule of the instance's subset (its benchmark's rule)."""
+        return score(self.rule(instance), instance, response)
+
+    @property
+    def groups(self) -> Mapping[str, Sequence[str]]:
+        """Resource groups (Table 3) of the sample's languages, or the configured ones."""
+        return self._groups
+
+    @property
+    def max_new_tokens(self) -> int | None:
+        """The sample asks for no budget of its own: the run's applies."""
+        return None
