@@ -1,0 +1,263 @@
+"""The paper's metrics, each an exact reduction over dense outcome arrays (``pipeline.results``).
+
+Notation: N layers counted from 0; config (i, j) transplants the source prompt's output of layer i
+into layer j of the target prompt (source layer i, target layer j); vanilla is no transplant.
+acc(c, L) is the share of correct rows of config c among the instances of language L. ``mask`` is
+a [n_instances] bool selecting the instances a metric is taken over (one language, or all of
+them for the micro average). Arrays shaped (n, N, N) are [instance, source layer, target layer].
+
+Partial grids (``grid=coarse``, ``source_last``, ``target_first``, ``pairs``, or an interrupted
+sweep): every metric is over the configs present. A config's accuracy is over the instances that
+have a row for it; an absent (instance, config) row never counts as correct in an upper bound; a
+source (target) layer with no config at all gets NaN (``null`` in JSON) in per-layer lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.results import Outcomes
+
+ENTROPY_COLUMNS = ("entropy_mean", "entropy_first")
+
+
+def _mean(values: np.ndarray, axis=None) -> np.ndarray | float:
+    """Mean over the non-NaN entries (NaN where there are none), without numpy's empty-slice warning."""
+    ok = ~np.isnan(values)
+    count = ok.sum(axis=axis)
+    total = np.where(ok, values, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)[()]
+
+
+def share(flags: np.ndarray) -> float:
+    """Share of True among ``flags`` (NaN when empty)."""
+    return float(flags.mean()) if flags.size else float("nan")
+
+
+def vanilla_accuracy(vanilla: Outcomes, mask: np.ndarray) -> float:
+    """Share of correct vanilla rows among the masked instances (paper Table 3, "Vanilla")."""
+    return share(vanilla.correct[mask])
+
+
+def accuracy_matrix(grid: Outcomes, mask: np.ndarray) -> np.ndarray:
+    """Full grid (paper Fig. 3 heatmaps): [N, N] acc((i, j), mask), NaN for configs with no row.
+
+    Entry [i, j] = correct rows of (i, j) / rows of (i, j), over the masked instances.
+    """
+    rows = grid.present[mask].sum(axis=0)
+    correct = grid.correct[mask].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, correct / np.maximum(rows, 1), np.nan)
+
+
+def gain_matrix(accuracy: np.ndarray, vanilla_acc: float) -> np.ndarray:
+    """[N, N] acc(i, j) - vanilla: the gain over vanilla of every config (Fig. 3)."""
+    return accuracy - vanilla_acc
+
+
+def mean_config_accuracy(accuracy: np.ndarray) -> float:
+    """Average over configs (paper Fig. 2b): mean of acc(c) over the configs present."""
+    return float(_mean(accuracy))
+
+
+def win_tie_lose(grid: Outcomes, vanilla: Outcomes, mask: np.ndarray) -> tuple[float, float, float]:
+    """Win / tie / lose rates (paper Fig. 2a): the share of configs whose accuracy is above /
+    equal to / below vanilla's, over the configs present among the masked instances.
+
+    Compared exactly on counts (c/n vs v/m as c*m vs v*n), so a tie is a true tie.
+    """
+    rows = grid.present[mask].sum(axis=0)
+    correct = grid.correct[mask].sum(axis=0)
+    v_correct, v_rows = int(vanilla.correct[mask].sum()), int(mask.sum())
+    defined = rows > 0
+    lhs, rhs = correct * v_rows, v_correct * rows
+    n = int(defined.sum())
+    if n == 0 or v_rows == 0:
+        return float("nan"), float("nan"), float("nan")
+    return (
+        float(((lhs > rhs) & defined).sum() / n),
+        float(((lhs == rhs) & defined).sum() / n),
+        float(((lhs < rhs) & defined).sum() / n),
+    )
+
+
+def layer_gains(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Layer-wise gains (paper Fig. 3 curves) from an [N, N] gain matrix.
+
+    Returns:
+        (source_gain, target_gain): source_gain[i] = mean over target layers j present of
+        acc(i, j) - vanilla; target_gain[j] = mean over source layers i present of the same.
+    """
+    return np.asarray(_mean(gains, axis=1)), np.asarray(_mean(gains, axis=0))
+
+
+@dataclass(frozen=True)
+class UpperBounds:
+    """Instance-aware upper bounds (paper Eq. 4-5, Table 4).
+
+    Attributes:
+        source: [N] UB_src(i) = share of instances for which some target layer j makes (i, j)
+            correct (Eq. 4). NaN where source layer i has no config row.
+        target: [N] UB_tgt(j) = share of instances for which some source layer i makes (i, j)
+            correct (Eq. 5). NaN where target layer j has no config row.
+        oracle: share of instances for which some config of the grid is correct (vanilla not
+            included, as in the authors' evaluation scripts).
+    """
+
+    source: np.ndarray
+    target: np.ndarray
+    oracle: float
+
+    @property
+    def source_last(self) -> float:
+        """Table 4 "SourceLast": UB_src(N-1), the last layer as source."""
+        return float(self.source[-1])
+
+    @property
+    def target_first(self) -> float:
+        """Table 4 "TargetFirst": UB_tgt(0), the first layer as target."""
+        return float(self.target[0])
+
+
+def upper_bounds(grid: Outcomes, mask: np.ndarray) -> UpperBounds:
+    """Eq. 4-5 over the masked instances; the denominator is every masked instance."""
+    correct = grid.correct[mask]  # [n, N, N]
+    present = grid.present[mask]
+    if correct.shape[0] == 0:
+        nan = np.full(correct.shape[1], np.nan)
+        return UpperBounds(nan, nan.copy(), float("nan"))
+    source = correct.any(axis=2).mean(axis=0)
+    target = correct.any(axis=1).mean(axis=0)
+    source[~present.any(axis=(0, 2))] = np.nan
+    target[~present.any(axis=(0, 1))] = np.nan
+    oracle = float(correct.any(axis=(1, 2)).mean()) if present.any() else float("nan")
+    return UpperBounds(source, target, oracle)
+
+
+def resolve_layers(candidates: Sequence[Sequence[int]], n_layers: int) -> list[tuple[int, int]]:
+    """(source, target) pairs with negative indices counted from the end (-1 = layer N-1)."""
+    resolved = []
+    for source, target in candidates:
+        pair = (source % n_layers if source < 0 else source, target % n_layers if target < 0 else target)
+        if not (0 <= pair[0] < n_layers and 0 <= pair[1] < n_layers):
+            raise PipelineError(
+                f"config ({source}, {target}) is outside layers 0..{n_layers - 1} (layers count from 0; -1 is the last)"
+            )
+        resolved.append(pair)
+    return resolved
+
+
+@dataclass(frozen=True)
+class EntropySelection:
+    """Entropy-based layer selection (paper Appendix F) over the masked instances.
+
+    Attributes:
+        accuracy: share correct when each instance takes the candidate with the lowest entropy.
+        chosen: share of instances that took each candidate (same order as the candidates,
+            vanilla last when included).
+        fallback: share of instances with no candidate row at all, scored with vanilla.
+    """
+
+    accuracy: float
+    chosen: list[float]
+    fallback: float
+
+
+def entropy_selection(
+    grid: Outcomes,
+    vanilla: Outcomes,
+    mask: np.ndarray,
+    candidates: Sequence[tuple[int, int]],
+    entropy: str = "entropy_mean",
+    include_vanilla: bool = False,
+) -> EntropySelection:
+    """Appendix F: per instance, among candidate configs (default target = 0, source in {0, N-1}),
+    take the one whose generation had the lowest entropy and score it.
+
+    A candidate without a row for the instance is skipped; a null entropy ranks after every
+    finite one; ties go to the earlier candidate. ``include_vanilla`` adds vanilla as a candidate.
+    """
+    if entropy not in ENTROPY_COLUMNS:
+        raise ValueError(f"entropy must be one of {ENTROPY_COLUMNS}, got {entropy!r}")
+    index = np.flatnonzero(mask)
+    at = (index[:, None], np.array([s for s, _ in candidates])[None, :], np.array([t for _, t in candidates])[None, :])
+    ent = getattr(grid, entropy)[at]  # [n, K]
+    avail = grid.present[at]
+    correct = grid.correct[at]
+    if include_vanilla:
+        ent = np.column_stack([ent, getattr(vanilla, entropy)[index]])
+        avail = np.column_stack([avail, np.ones(len(index), bool)])
+        correct = np.column_stack([correct, vanilla.correct[index]])
+    finite_max = np.finfo(np.float64).max
+    score = np.where(avail, np.where(np.isnan(ent), finite_max, ent), np.inf)
+    choice = np.argmin(score, axis=1)
+    none = ~avail.any(axis=1)
+    picked = np.where(none, vanilla.correct[index], correct[np.arange(len(index)), choice])
+    chosen = [share((choice == k) & ~none) for k in range(score.shape[1])]
+    return EntropySelection(share(picked), chosen, share(none))
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """Perplexity (paper Table 1): per row exp(-logprob_sum / n_new_tokens), averaged over rows.
+
+    Attributes:
+        mean: mean over rows with at least one generated token.
+        median: median over the same rows (robust to a few degenerate generations).
+        n_rows: rows averaged.
+        n_excluded: rows with no generated token, excluded and counted.
+    """
+
+    mean: float
+    median: float
+    n_rows: int
+    n_excluded: int
+
+
+def perplexity(outcomes: Outcomes, mask: np.ndarray) -> Perplexity:
+    """Perplexity over the masked instances' rows (vanilla rows, or every config row of a grid)."""
+    values = outcomes.perplexity[mask]
+    kept = values[~np.isnan(values)]
+    excluded = int((outcomes.present[mask] & outcomes.empty[mask]).sum())
+    if kept.size == 0:
+        return Perplexity(float("nan"), float("nan"), 0, excluded)
+    return Perplexity(float(kept.mean()), float(np.median(kept)), int(kept.size), excluded)
+
+
+def language_consistency(outcomes: Outcomes, mask: np.ndarray) -> float | None:
+    """Language consistency (paper Table 1): share of the masked rows whose response's language ID
+    equals the language it should be in (``response_lang``); empty responses count as inconsistent.
+    None when language ID was not run.
+    """
+    if outcomes.consistent is None:
+        return None
+    present = outcomes.present[mask]
+    return share(outcomes.consistent[mask][present])
+
+
+def best_config(accuracy: np.ndarray) -> tuple[int, int, float] | None:
+    """The (source, target) config with the highest accuracy (first in row-major order on ties).
+
+    Chosen on the evaluated instances themselves, so it is an optimistic, oracle-picked number.
+    """
+    if np.all(np.isnan(accuracy)):
+        return None
+    i, j = np.unravel_index(np.nanargmax(accuracy), accuracy.shape)
+    return int(i), int(j), float(accuracy[i, j])
+
+
+def group_mean(values: Sequence) -> object:
+    """High/Mid/Low group value (paper Table 3): the mean of the group's language values, entry by
+    entry for lists and matrices; NaN entries are left out. None when no language has a value.
+    """
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    stacked = np.array(present, dtype=np.float64)
+    result = _mean(stacked, axis=0)
+    return result.tolist() if isinstance(result, np.ndarray) else float(result)

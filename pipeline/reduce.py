@@ -1,0 +1,202 @@
+"""Reduce stage entry: one or more sweep run directories -> ``report/`` (issue 5).
+
+    python -m pipeline.reduce run=DIR [run=DIR2 ...] [out=REPORT_DIR] [report.lid_model=lid.176.bin]
+    python -m pipeline.reduce run=[DIR,DIR2] report.entropy=entropy_first report.configs=[[31,0]]
+
+    options: out=DIR report.lid_model=PATH report.entropy=entropy_mean|entropy_first
+    report.candidates=[[0,0],[-1,0]] report.include_vanilla=false report.configs=[[i,j],...]
+    report.groups={High:[..],Mid:[..],Low:[..]} report.figures=true   (docs/reports.md)
+
+Everything comes from the stored rows; nothing is recomputed with a model. Rows are grouped by
+(run, model, task, granularity); a report covers all of them. The report goes to the first run's
+``report/`` unless ``out=`` names a directory. It is written into a temporary directory beside the
+destination and renamed into place at the end, so a failure never leaves half a report.
+
+Command-line values are OmegaConf dotlist overrides of :class:`ReduceConfig`; ``run=`` may repeat
+(which Hydra forbids, so this entry parses argv itself) or be a list.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Dict, List, Optional  # noqa: UP035 (OmegaConf structured configs need typing generics)
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline import __version__, plots
+from pipeline.errors import PipelineError, exit_on_user_error
+from pipeline.langid import LanguageIdentifier
+from pipeline.report import write_markdown, write_tables
+from pipeline.results import UnitResults, load_run
+from pipeline.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
+
+USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
+
+
+@dataclass
+class ReportConfig:
+    """``report.*`` options (see docs/reports.md)."""
+
+    lid_model: Optional[str] = None  # noqa: UP045  fastText language-ID model; None skips consistency
+    entropy: str = "entropy_mean"  # Appendix F ranking column: entropy_mean | entropy_first
+    candidates: List[List[int]] = field(default_factory=lambda: [[0, 0], [-1, 0]])  # noqa: UP006  (source, target)
+    include_vanilla: bool = False  # vanilla competes in entropy selection
+    configs: List[List[int]] = field(default_factory=list)  # noqa: UP006  extra (source, target) table rows
+    groups: Dict[str, List[str]] = field(default_factory=dict)  # noqa: UP006  overrides run.json groups
+    figures: bool = True
+
+
+@dataclass
+class ReduceConfig:
+    """The reduce stage's whole configuration."""
+
+    run: List[str] = field(default_factory=list)  # noqa: UP006  run directories
+    out: Optional[str] = None  # noqa: UP045  report directory; default: first run's report/
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def parse_argv(argv: list[str]) -> ReduceConfig:
+    """``key=value`` arguments -> a validated :class:`ReduceConfig`; ``run=`` may repeat or be a list."""
+    runs: list[str] = []
+    rest: list[str] = []
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            print(USAGE)
+            raise SystemExit(0)
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise PipelineError(
+                f"expected key=value arguments, got {arg!r}; usage: python -m pipeline.reduce run=DIR [run=DIR2 ...]"
+            )
+        if key.lstrip("+") != "run":
+            rest.append(arg)
+        elif value.startswith("[") and value.endswith("]"):
+            runs += [v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()]
+        else:
+            runs.append(value)
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(ReduceConfig), OmegaConf.from_dotlist(rest), {"run": runs})
+    except OmegaConfBaseException as err:
+        raise PipelineError(f"bad option: {err}") from err
+    return OmegaConf.to_object(cfg)
+
+
+def slugs_for(units: list[UnitResults]) -> list[str]:
+    """File-name-safe, unique names of units: model_task[-prompt]_granularity."""
+    slugs: list[str] = []
+    for unit in units:
+        task = unit.task + (f"-{unit.run.variant}" if unit.run.variant else "")
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{short_model(unit.model)}_{task}_{unit.granularity}")
+        slug, k = base, 2
+        while slug in slugs:
+            slug, k = f"{base}-{k}", k + 1
+        slugs.append(slug)
+    return slugs
+
+
+def run(cfg: ReduceConfig) -> Path:
+    """Computes every metric over the runs of ``cfg`` and writes the report; returns its directory."""
+    if not cfg.run:
+        raise PipelineError("no run given; usage: python -m pipeline.reduce run=DIR [run=DIR2 ...]")
+    options = ReportOptions(
+        entropy=cfg.report.entropy,
+        candidates=tuple(_pairs(cfg.report.candidates, "report.candidates")),
+        include_vanilla=cfg.report.include_vanilla,
+        configs=tuple(_pairs(cfg.report.configs, "report.configs")),
+    )
+    lid = LanguageIdentifier(cfg.report.lid_model) if cfg.report.lid_model else None
+    if lid:
+        consistency = {"status": "computed", "model": str(lid.path), "reason": None}
+    else:
+        consistency = {
+            "status": "skipped",
+            "model": None,
+            "reason": "no language-ID model given (report.lid_model=PATH, e.g. fastText lid.176.bin)",
+        }
+    units: list[UnitResults] = []
+    for path in cfg.run:
+        loaded = load_run(Path(path), lid.consistent if lid else None, dict(cfg.report.groups) or None)
+        if not loaded:
+            raise PipelineError(f"run {path}: its shards hold no rows")
+        units += loaded
+    entries = [summarize_unit(u, options, slug, consistency) for u, slug in zip(units, slugs_for(units), strict=True)]
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "package_version": __version__,
+        "options": {
+            "entropy": options.entropy,
+            "candidates": [list(c) for c in options.candidates],
+            "include_vanilla": options.include_vanilla,
+            "configs": [list(c) for c in options.configs],
+            "lid_model": cfg.report.lid_model,
+        },
+        "runs": clean(entries),
+    }
+    out = Path(cfg.out) if cfg.out else Path(cfg.run[0]) / "report"
+    return _write_atomically(summary, out, cfg.report.figures)
+
+
+def _pairs(values, name: str) -> list[tuple[int, int]]:
+    pairs = [tuple(int(x) for x in v) for v in values]
+    if any(len(p) != 2 for p in pairs):
+        raise PipelineError(f"{name} takes [source, target] pairs, e.g. {name}=[[0,0],[-1,0]]")
+    return pairs
+
+
+def _write_atomically(summary: dict, out: Path, figures: bool) -> Path:
+    """Writes everything into a temporary sibling of ``out``, then renames it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        summary["tables"] = [p.name for p in write_tables(summary, tmp)]
+        per_run, shared = _draw(summary["runs"], tmp) if figures else ({}, [])
+        summary["figures"] = sorted([*shared, *(f for fs in per_run.values() for f in fs)])
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
+        write_markdown(summary, per_run, shared, tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _draw(entries: list[dict], out: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """All figures; returns (run slug -> its figure files, figures covering every run)."""
+    per_run = {}
+    for e in entries:
+        per_run[e["slug"]] = [
+            plots.grid_heatmaps(e, out / f"{e['slug']}.grid.png").name,
+            plots.layer_gain_curves(e, out / f"{e['slug']}.layer_gains.png").name,
+            plots.language_gain_heatmaps(e, out / f"{e['slug']}.languages.png").name,
+        ]
+    shared = [
+        plots.upper_bound_curves(entries, out / "upper_bounds.png").name,
+        plots.win_tie_lose_bars(entries, out / "win_tie_lose.png").name,
+    ]
+    return per_run, shared
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    """CLI: ``python -m pipeline.reduce run=DIR [run=DIR2 ...] [out=DIR] [report.*=...]``."""
+    out = run(parse_argv(sys.argv[1:] if argv is None else argv))
+    print(f"report written to {out}")
+
+
+if __name__ == "__main__":
+    main()

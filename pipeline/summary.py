@@ -1,0 +1,196 @@
+"""``summary.json``: the reduce stage's machine-readable contract (documented in docs/reports.md).
+
+One entry of ``runs`` per unit (run directory, model, task, granularity). Each entry holds the
+metric set M (``measure``) three times: ``overall`` (micro average over all instances),
+``by_lang`` and ``by_group`` (paper Table 3: the mean of the group's language values). The fields
+the contract fixes are never renamed: ``vanilla_accuracy``, ``mean_config_accuracy``,
+``win_rate``, ``tie_rate``, ``lose_rate``, ``source_upper_bound``, ``target_upper_bound`` and
+``oracle_upper_bound``. Undefined values (a layer with no config in a partial grid, a skipped
+metric) are ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline import metrics
+from pipeline.errors import PipelineError
+from pipeline.results import UnitResults
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the report computes beyond the fixed metrics.
+
+    Attributes:
+        entropy: entropy column ranking candidates in Appendix F selection (entropy_mean|entropy_first).
+        candidates: (source, target) candidate configs of entropy selection; negative = from the end.
+        include_vanilla: whether vanilla competes in entropy selection.
+        configs: extra (source, target) configs whose accuracy the tables show beside vanilla.
+    """
+
+    entropy: str = "entropy_mean"
+    candidates: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0))
+    include_vanilla: bool = False
+    configs: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self):
+        if self.entropy not in metrics.ENTROPY_COLUMNS:
+            raise PipelineError(f"report.entropy={self.entropy} is not one of {', '.join(metrics.ENTROPY_COLUMNS)}")
+
+
+def unit_label(unit: UnitResults) -> str:
+    """Human title of a unit: model · task (prompt variant) · granularity · split."""
+    task = unit.task + (f" ({unit.run.variant})" if unit.run.variant else "")
+    return f"{short_model(unit.model)} · {task} · {unit.granularity} · split={unit.run.split or 'unknown'}"
+
+
+def short_model(model: str) -> str:
+    """The model's last path component ("/ckpt/Llama-2-7b-chat-hf" -> "Llama-2-7b-chat-hf")."""
+    return model.rstrip("/").rsplit("/", 1)[-1] or model
+
+
+def measure(unit: UnitResults, mask: np.ndarray, options: ReportOptions) -> dict:
+    """The metric set M over the masked instances (see ``pipeline.metrics`` for each definition)."""
+    n = unit.n_layers
+    vanilla = metrics.vanilla_accuracy(unit.vanilla, mask)
+    accuracy = metrics.accuracy_matrix(unit.grid, mask)
+    gains = metrics.gain_matrix(accuracy, vanilla)
+    win, tie, lose = metrics.win_tie_lose(unit.grid, unit.vanilla, mask)
+    bounds = metrics.upper_bounds(unit.grid, mask)
+    source_gain, target_gain = metrics.layer_gains(gains)
+    best = metrics.best_config(accuracy)
+    candidates = metrics.resolve_layers(options.candidates, n)
+    selection = None
+    if any(unit.grid.present[:, s, t].any() for s, t in candidates):
+        selection = metrics.entropy_selection(
+            unit.grid, unit.vanilla, mask, candidates, options.entropy, options.include_vanilla
+        )
+    ppl_vanilla = metrics.perplexity(unit.vanilla, mask)
+    ppl_transplant = metrics.perplexity(unit.grid, mask)
+    return {
+        "n_instances": int(mask.sum()),
+        "vanilla_accuracy": vanilla,
+        "mean_config_accuracy": metrics.mean_config_accuracy(accuracy),
+        "win_rate": win,
+        "tie_rate": tie,
+        "lose_rate": lose,
+        "source_upper_bound": bounds.source.tolist(),
+        "target_upper_bound": bounds.target.tolist(),
+        "oracle_upper_bound": bounds.oracle,
+        "source_last_upper_bound": bounds.source_last,
+        "target_first_upper_bound": bounds.target_first,
+        "best_config": _config_entry(best),
+        "chosen_configs": [
+            _config_entry((s, t, float(accuracy[s, t]))) for s, t in metrics.resolve_layers(options.configs, n)
+        ],
+        "entropy_selection_accuracy": selection.accuracy if selection else None,
+        "entropy_selection_chosen": selection.chosen if selection else None,
+        "source_gain": source_gain.tolist(),
+        "target_gain": target_gain.tolist(),
+        "vanilla_perplexity": ppl_vanilla.mean,
+        "transplant_perplexity": ppl_transplant.mean,
+        "vanilla_perplexity_median": ppl_vanilla.median,
+        "transplant_perplexity_median": ppl_transplant.median,
+        "vanilla_language_consistency": metrics.language_consistency(unit.vanilla, mask),
+        "transplant_language_consistency": metrics.language_consistency(unit.grid, mask),
+        "accuracy_matrix": accuracy.tolist(),
+        "gain_matrix": gains.tolist(),
+    }
+
+
+def _config_entry(best: tuple[int, int, float] | None) -> dict | None:
+    if best is None:
+        return None
+    return {"source_layer": best[0], "target_layer": best[1], "accuracy": best[2]}
+
+
+def group_measure(per_lang: list[dict]) -> dict:
+    """M of a High/Mid/Low group: every numeric field is the mean of its languages' values
+    (entry by entry for per-layer lists and matrices); counts are summed; the best config is
+    re-chosen on the group's mean accuracy matrix.
+    """
+    group: dict = {}
+    for key in per_lang[0]:
+        values = [m[key] for m in per_lang]
+        if key == "n_instances":
+            group[key] = sum(values)
+        elif key == "chosen_configs":
+            group[key] = [
+                {**entry, "accuracy": metrics.group_mean([v[k]["accuracy"] for v in values])}
+                for k, entry in enumerate(values[0])
+            ]
+        elif key != "best_config":
+            group[key] = metrics.group_mean(values)
+    matrix = np.array(group["accuracy_matrix"], dtype=np.float64)
+    group["best_config"] = _config_entry(metrics.best_config(matrix))
+    return group
+
+
+def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consistency_status: dict) -> dict:
+    """One ``runs`` entry of summary.json."""
+    everyone = np.ones(unit.n_instances, bool)
+    by_lang = {lang: measure(unit, unit.lang_mask(lang), options) for lang in unit.langs}
+    groups = {g: [x for x in langs if x in by_lang] for g, langs in unit.run.groups.items()}
+    by_group = {g: group_measure([by_lang[x] for x in langs]) for g, langs in groups.items() if langs}
+    configs = unit.grid.present.any(axis=0)  # [N, N]
+    candidates = metrics.resolve_layers(options.candidates, unit.n_layers)
+    missing = [[s, t] for s, t in candidates if not configs[s, t]]
+    ppl_v, ppl_t = metrics.perplexity(unit.vanilla, everyone), metrics.perplexity(unit.grid, everyone)
+    return {
+        "model": unit.model,
+        "task": unit.task,
+        "granularity": unit.granularity,
+        "n_layers": unit.n_layers,
+        "n_instances": unit.n_instances,
+        "label": unit_label(unit),
+        "slug": slug,
+        "run": str(unit.run.path),
+        "prompt": unit.run.prompt,
+        "split": unit.run.split,
+        "config_hash": unit.config_hash,
+        "grid_name": unit.run.meta.get("grid"),
+        "languages": unit.langs,
+        "groups": groups,
+        "grid": {
+            "n_configs": int(configs.sum()),
+            "n_configs_full": unit.n_layers**2,
+            "n_configs_planned": len(unit.run.meta["pairs"]) if "pairs" in unit.run.meta else None,
+            "n_instances_planned": unit.run.meta.get("n_instances"),
+            "run_finished": unit.run.meta.get("finished"),
+            "n_missing_rows": int(configs.sum() * unit.n_instances - unit.grid.present.sum()),
+            "source_layers": np.flatnonzero(configs.any(axis=1)).tolist(),
+            "target_layers": np.flatnonzero(configs.any(axis=0)).tolist(),
+        },
+        "entropy_selection": {
+            "entropy": options.entropy,
+            "candidates": [list(c) for c in candidates],
+            "include_vanilla": options.include_vanilla,
+            "missing_candidates": missing,
+            "status": "skipped" if len(missing) == len(candidates) else "computed",
+            "reason": "none of the candidate configs is in the grid" if len(missing) == len(candidates) else None,
+        },
+        "perplexity": {"vanilla": vars(ppl_v), "transplant": vars(ppl_t)},
+        "language_consistency": consistency_status,
+        "overall": measure(unit, everyone, options),
+        "by_lang": by_lang,
+        "by_group": by_group,
+    }
+
+
+def clean(value):
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, floats rounded to 6 decimals."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    return value

@@ -1,0 +1,217 @@
+"""python -m pipeline.reduce end to end on hand-built Parquet runs (no model needed).
+
+Expected numbers are those of the hand-computed EXAMPLE (see tests/test_metrics.py), now read
+back through shards, run.json, summary.json and the CSV tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from reduce_rows import example_rows, row, write_example_run, write_run_json, write_shard
+
+from pipeline import reduce
+from pipeline.errors import PipelineError
+
+CONTRACT_M = ("vanilla_accuracy", "mean_config_accuracy", "win_rate", "tie_rate", "lose_rate",
+              "source_upper_bound", "target_upper_bound", "oracle_upper_bound")  # fmt: skip
+NO_FIGURES = "report.figures=false"  # figures are tested where they matter; they cost seconds each
+
+
+def summary_of(report_dir):
+    return json.loads((report_dir / "summary.json").read_text())
+
+
+def test_summary_contract_and_hand_computed_values(tmp_path):
+    run_dir = write_example_run(tmp_path / "run")
+    reduce.main([f"run={run_dir}", NO_FIGURES])
+    summary = summary_of(run_dir / "report")
+    (entry,) = summary["runs"]
+    assert {k: entry[k] for k in ("model", "task", "granularity", "n_layers", "n_instances")} == {
+        "model": "tiny/llama", "task": "xnli", "granularity": "attn", "n_layers": 2, "n_instances": 4}  # fmt: skip
+    for m in [entry["overall"], *entry["by_lang"].values(), *entry["by_group"].values()]:
+        assert set(CONTRACT_M) <= set(m)
+        for key in CONTRACT_M:
+            values = m[key] if isinstance(m[key], list) else [m[key]]
+            assert all(0 <= v <= 1 for v in values)
+    overall = entry["overall"]
+    assert overall["vanilla_accuracy"] == 0.5
+    assert overall["mean_config_accuracy"] == pytest.approx(0.3125)
+    assert (overall["win_rate"], overall["tie_rate"], overall["lose_rate"]) == (0.0, 0.5, 0.5)
+    assert overall["source_upper_bound"] == [0.5, 0.5]
+    assert overall["target_upper_bound"] == [0.75, 0.5]
+    assert overall["oracle_upper_bound"] == 0.75
+    assert (overall["source_last_upper_bound"], overall["target_first_upper_bound"]) == (0.5, 0.75)
+    assert overall["entropy_selection_accuracy"] == 0.5
+    assert overall["accuracy_matrix"] == [[0.5, 0.0], [0.25, 0.5]]
+    assert entry["by_lang"]["a"]["tie_rate"] == 0.75
+    # group G = mean of languages a (tie 0.75) and b (tie 0.5)
+    assert entry["by_group"]["G"]["tie_rate"] == pytest.approx(0.625)
+    assert entry["by_group"]["G"]["n_instances"] == 4
+    # group matrix = mean of a [[.5, 0], [.5, .5]] and b [[.5, 0], [0, .5]]; first maximum wins
+    assert entry["by_group"]["G"]["accuracy_matrix"] == [[0.5, 0.0], [0.25, 0.5]]
+    assert entry["by_group"]["G"]["best_config"] == {"source_layer": 0, "target_layer": 0, "accuracy": 0.5}
+    assert entry["perplexity"]["vanilla"]["n_excluded"] == 1
+    assert entry["language_consistency"]["status"] == "skipped"
+    assert "lid_model" in entry["language_consistency"]["reason"]
+    assert overall["vanilla_language_consistency"] is None
+    assert entry["split"] == "test" and entry["grid"]["n_missing_rows"] == 0
+
+
+def test_tables_and_markdown_written(tmp_path):
+    run_dir = write_example_run(tmp_path / "run")
+    reduce.main([f"run={run_dir}", "report.configs=[[1,1]]"])
+    report = run_dir / "report"
+    summary = summary_of(report)
+    for name in summary["tables"] + summary["figures"] + ["report.md"]:
+        assert (report / name).stat().st_size > 0
+    slug = summary["runs"][0]["slug"]
+    with (report / f"{slug}.accuracy.csv").open() as f:
+        table = {r["method"]: r for r in csv.DictReader(f)}
+    assert table["Vanilla"]["All"] == "50.0"
+    assert table["Config (1, 1)"]["a"] == "50.0" and table["Config (1, 1)"]["b"] == "50.0"
+    assert table["Oracle UB"]["G avg"] == "75.0"
+    text = (report / "report.md").read_text()
+    assert "Metric definitions" in text and "Eq. 4–5" in text
+
+
+def test_two_runs_and_two_granularities_in_one_report(tmp_path):
+    first = tmp_path / "llama"
+    write_shard(first / "attn.parquet", example_rows())
+    write_shard(first / "ffn.parquet", example_rows(granularity="ffn", correct=True))
+    write_run_json(first, granularities=["attn", "ffn"])
+    second = tmp_path / "qwen"
+    write_shard(second / "s.parquet", example_rows(model="tiny/qwen", config_hash="h2"))
+    reduce.main([f"run={first}", f"run={second}"])
+    runs = summary_of(first / "report")["runs"]
+    assert [(r["model"], r["granularity"]) for r in runs] == [
+        ("tiny/llama", "attn"),
+        ("tiny/llama", "ffn"),
+        ("tiny/qwen", "attn"),
+    ]
+    assert runs[1]["overall"]["oracle_upper_bound"] == 1.0
+    assert runs[2]["by_group"] == {}  # no run.json: no groups
+    assert not (second / "report").exists()
+
+
+def test_list_spelling_out_dir_and_cot_rows(tmp_path):
+    direct = write_example_run(tmp_path / "direct")
+    cot = write_example_run(tmp_path / "cot", config={"task": {"name": "xnli", "split": "test", "prompt": "cot"}})
+    out = tmp_path / "reports" / "xnli"
+    reduce.main([f"run=[{direct},{cot}]", f"out={out}", NO_FIGURES])
+    with (out / "comparison.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["prompt"] for r in rows] == ["", "cot"]
+    assert len({r["run"] for r in rows}) == 2
+    assert not (direct / "report").exists()
+
+
+def test_groups_from_config_when_run_json_missing(tmp_path):
+    write_shard(tmp_path / "run" / "s.parquet", example_rows())
+    reduce.main([f"run={tmp_path / 'run'}", "report.groups={Low:[b]}", NO_FIGURES])
+    entry = summary_of(tmp_path / "run" / "report")["runs"][0]
+    assert list(entry["by_group"]) == ["Low"]
+    assert entry["by_group"]["Low"]["vanilla_accuracy"] == entry["by_lang"]["b"]["vanilla_accuracy"]
+    assert entry["prompt"] is None and entry["split"] is None
+
+
+def test_partial_grid_reports_missing_rows(tmp_path):
+    run_dir = tmp_path / "run"
+    write_shard(
+        run_dir / "s.parquet",
+        example_rows(skip={("i3", 1, 1), *((i, s, 1) for i in ("i0", "i1", "i2", "i3") for s in (0,))}),
+    )
+    reduce.main([f"run={run_dir}", "report.entropy=entropy_first", NO_FIGURES])
+    entry = summary_of(run_dir / "report")["runs"][0]
+    assert entry["grid"]["n_configs"] == 3 and entry["grid"]["n_missing_rows"] == 1
+    assert entry["overall"]["accuracy_matrix"][0][1] is None
+    assert entry["overall"]["accuracy_matrix"][1][1] == pytest.approx(1 / 3)
+    assert entry["overall"]["entropy_selection_accuracy"] == 0.25
+
+
+def test_parse_argv_spellings():
+    cfg = reduce.parse_argv(["run=a", "+run=b", "run=[c, d]", "out=o", "report.candidates=[[0,0]]"])
+    assert cfg.run == ["a", "b", "c", "d"] and cfg.out == "o"
+    assert cfg.report.candidates == [[0, 0]] and cfg.report.entropy == "entropy_mean"
+
+
+def _fails(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        reduce.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_no_shards_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    _fails(capsys, [f"run={tmp_path / 'empty'}"], "holds no *.parquet shards")
+    assert not (tmp_path / "empty" / "report").exists()
+    _fails(capsys, [f"run={tmp_path / 'missing'}"], "does not exist")
+
+
+def test_mixed_config_hash_is_refused(tmp_path, capsys):
+    write_shard(tmp_path / "run" / "a.parquet", example_rows())
+    write_shard(tmp_path / "run" / "b.parquet", [row("i9", "a", config_hash="other")])
+    _fails(capsys, [f"run={tmp_path / 'run'}"], "config_hash")
+
+
+def test_missing_vanilla_is_refused(tmp_path, capsys):
+    rows = [r for r in example_rows() if not (r["instance_id"] == "i2" and r["source_layer"] is None)]
+    write_shard(tmp_path / "run" / "s.parquet", rows)
+    _fails(capsys, [f"run={tmp_path / 'run'}"], "no vanilla row (e.g. i2)")
+    write_shard(
+        tmp_path / "g" / "s.parquet", [r for r in example_rows(granularity="ffn") if r["source_layer"] is not None]
+    )
+    _fails(capsys, [f"run={tmp_path / 'g'}"], "has no vanilla rows")
+
+
+def test_duplicate_rows_and_bad_layers_are_refused(tmp_path, capsys):
+    write_shard(tmp_path / "dup" / "s.parquet", example_rows() + [row("i0", "a", 1, 1)])
+    _fails(capsys, [f"run={tmp_path / 'dup'}"], "duplicate rows")
+    write_shard(tmp_path / "layer" / "s.parquet", example_rows() + [row("i0", "a", 2, 0)])
+    _fails(capsys, [f"run={tmp_path / 'layer'}"], "source_layer 2 outside 0..1")
+
+
+def test_bad_options_are_refused(tmp_path, capsys):
+    run_dir = write_example_run(tmp_path / "run")
+    _fails(capsys, [f"run={run_dir}", "report.entropy=entropy_max"], "report.entropy=entropy_max")
+    _fails(capsys, [f"run={run_dir}", "report.nope=1"], "bad option")
+    _fails(capsys, [f"run={run_dir}", f"report.lid_model={tmp_path / 'lid.bin'}"], "no such file")
+    _fails(capsys, [], "no run given")
+    assert not (run_dir / "report").exists()
+
+
+def test_failed_reduce_keeps_previous_report(tmp_path, capsys):
+    run_dir = write_example_run(tmp_path / "run")
+    reduce.main([f"run={run_dir}", NO_FIGURES])
+    before = (run_dir / "report" / "summary.json").read_text()
+    write_shard(run_dir / "late.parquet", [row("i9", "a", 0, 0)])
+    _fails(capsys, [f"run={run_dir}"], "no vanilla row")
+    assert (run_dir / "report" / "summary.json").read_text() == before
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+
+
+def test_rerun_replaces_report(tmp_path):
+    run_dir = write_example_run(tmp_path / "run")
+    reduce.main([f"run={run_dir}", NO_FIGURES])
+    (run_dir / "report" / "stale.txt").write_text("old")
+    reduce.main([f"run={run_dir}", NO_FIGURES])
+    assert not (run_dir / "report" / "stale.txt").exists()
+    assert (run_dir / "report" / "summary.json").is_file()
+
+
+def test_run_raises_pipeline_error_directly(tmp_path):
+    with pytest.raises(PipelineError):
+        reduce.run(reduce.ReduceConfig(run=[str(tmp_path)]))
+
+
+def test_groups_follow_paper_order_high_mid_low(tmp_path):
+    run_dir = write_example_run(tmp_path / "run", groups={"Low": ["b"], "High": ["a"], "Mid": []})
+    reduce.main([f"run={run_dir}", NO_FIGURES])
+    entry = summary_of(run_dir / "report")["runs"][0]
+    assert list(entry["by_group"]) == ["High", "Low"]  # an empty group is left out
+    with (run_dir / "report" / f"{entry['slug']}.accuracy.csv").open() as f:
+        assert next(csv.reader(f))[-3:] == ["High avg", "Low avg", "All"]
