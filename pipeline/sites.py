@@ -49,6 +49,27 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
+def lens_modules(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The final norm and the unembedding (``model.model.norm``, ``model.lm_head``) of a causal LM.
+
+    Together they turn a hidden state into next-token logits: the "logit lens" of the case study
+    (paper Fig. 8) applies them to every layer's output.
+
+    Raises:
+        PipelineError: naming the module that is missing.
+    """
+    name = type(model).__name__
+    norm = getattr(getattr(model, "model", None), "norm", None)
+    head = getattr(model, "lm_head", None)
+    for path, module in (("model.model.norm", norm), ("model.lm_head", head)):
+        if not isinstance(module, nn.Module):
+            raise PipelineError(
+                f"model class {name} has no final norm/unembedding at {path}; the logit lens needs "
+                "model.model.norm and model.lm_head, laid out like LLaMA, Mistral or Qwen2"
+            )
+    return norm, head
+
+
 def site_module(layers: nn.ModuleList, granularity: str, layer: int) -> nn.Module:
     """The module whose output a granularity names, in decoder layer ``layer``."""
     if granularity == "attn":
