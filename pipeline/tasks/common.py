@@ -55,7 +55,8 @@ class BuiltinTask:
     NAME: ClassVar[str]
     KIND: ClassVar[str]  # "multilingual" (non-En <- pivot) or "cultural" (En <- culture language)
     RULE: ClassVar[str]  # scoring rule, see pipeline.scoring
-    LANGS: ClassVar[tuple[str, ...]]  # the paper's languages = the default of task.langs
+    LANGS: ClassVar[tuple[str, ...]]  # the paper's languages (valid choices of task.langs)
+    DEFAULT_LANGS: ClassVar[tuple[str, ...] | None] = None  # default of task.langs when not LANGS
     SOURCES: ClassVar[tuple[str, ...]] = ("hub",)
     RELEASE_DIR: ClassVar[str] = ""  # e.g. "XNLI" for <root>/XNLI/XNLI_{sample,unseen}
     TEMPLATE_LANGS: ClassVar[tuple[str, ...]] = ()  # languages our hub templates are written in
@@ -69,7 +70,7 @@ class BuiltinTask:
             "name": cls.NAME,
             "source": cls.SOURCES[0],
             "split": "pilot",
-            "langs": list(cls.LANGS),
+            "langs": list(cls.DEFAULT_LANGS or cls.LANGS),
         }
         if cls.KIND == "multilingual":
             config["pivot"] = "en"

@@ -118,6 +118,8 @@ class XcopaTask(BuiltinTask):
     KIND = "multilingual"
     RULE = "choice"
     LANGS = ("en", "zh", "it", "tr", "vi", "ht", "id", "sw", "ta")
+    # en needs the original English COPA (hub.copa_data_files), which no public copy here has.
+    DEFAULT_LANGS = LANGS[1:]
     TEMPLATE_LANGS = tuple(PHRASES)
     EXTRA = {"question_lang": "zh"}
     HUB = {
