@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line
 from pipeline.sites import decoder_layers
 from pipeline.tiny import TinySpec, build_tiny
 
@@ -70,6 +70,38 @@ class ModelSpec:
             raise PipelineError(f"model.path '{self.path}' is not a checkpoint directory (no config.json there)")
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the driver learns about a model without loading its weights."""
+
+    n_layers: int
+    revision: str
+
+
+def describe_model(spec: ModelSpec) -> ModelFacts:
+    """Layer count and revision from the config alone; checks the attn/ffn/block sites exist.
+
+    The model is instantiated on the ``meta`` device (no memory, no weights), so an architecture
+    without ``model.model.layers[k].self_attn`` / ``.mlp`` fails here, before Ray or any work starts.
+    """
+    if spec.tiny is not None:
+        return ModelFacts(n_layers=spec.tiny.n_layers, revision=_tiny_revision(spec.tiny))
+    spec.check_path()
+    try:
+        config = AutoConfig.from_pretrained(spec.path, revision=spec.revision)
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"cannot read the config of model.path '{spec.path}': {one_line(str(err))}") from err
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    layers = decoder_layers(skeleton)
+    revision = getattr(config, "_commit_hash", None) or _local_revision(spec.path)
+    return ModelFacts(n_layers=len(layers), revision=revision)
+
+
+def _tiny_revision(tiny: TinySpec) -> str:
+    return "tiny-" + hashlib.sha256(json.dumps(asdict(tiny), sort_keys=True).encode()).hexdigest()[:12]
+
+
 @dataclass
 class LoadedModel:
     """A resident model with its tokenizer and an identity for run.json."""
@@ -86,7 +118,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if spec.tiny is not None:
         model, tokenizer = build_tiny(spec.tiny)
         model.to(device=device, dtype=dtype)
-        revision = "tiny-" + hashlib.sha256(json.dumps(asdict(spec.tiny), sort_keys=True).encode()).hexdigest()[:12]
+        revision = _tiny_revision(spec.tiny)
     else:
         spec.check_path()
         try:
@@ -95,7 +127,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
                 spec.path, revision=spec.revision, dtype=dtype, attn_implementation="sdpa"
             )
         except OSError as err:
-            raise PipelineError(f"cannot load model.path '{spec.path}': {err}") from err
+            raise PipelineError(f"cannot load model.path '{spec.path}': {one_line(str(err))}") from err
         model.to(device)
         revision = getattr(model.config, "_commit_hash", None) or _local_revision(spec.path)
     model.eval()

@@ -25,6 +25,7 @@ from pipeline.cli import CONF_DIR, check_group_choices
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
+from pipeline.models import describe_model
 from pipeline.progress import Progress
 from pipeline.rows import RunTags
 from pipeline.runner import RunPlan, ShardDone, ShardRunner
@@ -38,27 +39,14 @@ def _slug(value) -> str:
 OmegaConf.register_new_resolver("xt_slug", _slug, replace=True)
 
 
-def n_layers_of(cfg: SweepConfig) -> int:
-    """Layer count from the model's config only (the driver never loads the weights)."""
-    if cfg.model.tiny is not None:
-        return cfg.model.tiny.n_layers
-    from transformers import AutoConfig
-
-    cfg.model.check_path()
-    try:
-        hf = AutoConfig.from_pretrained(cfg.model.path, revision=cfg.model.revision)
-    except OSError as err:
-        raise PipelineError(f"cannot read the config of model.path '{cfg.model.path}': {err}") from err
-    return int(hf.num_hidden_layers)
-
-
 def run(cfg: SweepConfig) -> Path:
     """Runs (or resumes) a sweep; returns its out_dir. Testable without Hydra."""
     task = load_task(cfg.task)
     instances = task.instances()
     if not instances:
         raise PipelineError(f"task '{cfg.task.get('name')}' yields no instances for this split/langs")
-    n_layers = n_layers_of(cfg)
+    facts = describe_model(cfg.model)
+    n_layers = facts.n_layers
     task_name = str(cfg.task["name"])
     granularities = grid_granularities(cfg.grid, cfg.granularities, task_name)
     pairs = tuple(grid_pairs(cfg.grid, n_layers, task_name))
@@ -74,6 +62,7 @@ def run(cfg: SweepConfig) -> Path:
     meta = {
         "model": cfg.model.name,
         "model_path": cfg.model.path,
+        "model_revision": facts.revision,
         "task": task_name,
         "granularities": list(granularities),
         "n_layers": n_layers,
@@ -104,28 +93,27 @@ def run(cfg: SweepConfig) -> Path:
     )
     configs_per_shard = cfg.shard_size * (1 + len(granularities) * len(pairs))
     progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
-    revision = _execute(cfg, plan, todo, progress.update)
-    meta.update(finished=_now(), model_revision=revision or (previous or {}).get("model_revision"))
+    _execute(cfg, plan, todo, progress.update)
+    meta.update(finished=_now())
     write_json_atomic(meta, cfg.out_dir / RUN_FILE)
     print(f"[sweep] done: {len(shards)} shards in {cfg.out_dir}", flush=True)
     return cfg.out_dir
 
 
-def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done) -> str | None:
-    """Runs the pending shards in-process or on Ray; returns the model revision when known."""
+def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done) -> None:
+    """Runs the pending shards in-process or on Ray."""
     if not todo:
-        return None
+        return
     if cfg.cluster.kind == "inprocess":
         runner = ShardRunner(plan)
         for shard in todo:
             on_done(runner.run(shard))
-        return runner.loaded.revision
+        return
     from pipeline import workers
 
     workers.connect(cfg.cluster)
     pool = workers.start_workers(plan, cfg.cluster)
     workers.run_on_ray(pool, todo, on_done)
-    return None
 
 
 def _jsonable(cfg: SweepConfig) -> dict:

@@ -147,7 +147,7 @@ def test_ray_job_submit_against_a_running_head(tmp_path):
     port, dash = _free_port(), _free_port()
     start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                            "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=180)
+                            "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=300)
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         task = write_task(tmp_path / "task.jsonl", n=2)
@@ -155,7 +155,7 @@ def test_ray_job_submit_against_a_running_head(tmp_path):
         submit = subprocess.run(
             [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
              "python", "-m", "pipeline.sweep", *TINY, "task=jsonl", f"task.path={task}", f"out_dir={out}"],
-            env=env, capture_output=True, text=True, timeout=400)
+            env=env, capture_output=True, text=True, timeout=600)
         assert submit.returncode == 0, (submit.stdout + submit.stderr)[-3000:]
         assert "succeeded" in submit.stdout.lower()
         table = rows(out)
