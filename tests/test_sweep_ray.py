@@ -152,10 +152,13 @@ def test_ray_job_submit_against_a_running_head(tmp_path):
     try:
         task = write_task(tmp_path / "task.jsonl", n=2)
         out = tmp_path / "out"
-        submit = subprocess.run(
-            [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
-             "python", "-m", "pipeline.sweep", *TINY, "task=jsonl", f"task.path={task}", f"out_dir={out}"],
-            env=env, capture_output=True, text=True, timeout=600)
+        command = [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
+                   "python", "-m", "pipeline.sweep", *TINY, "task=jsonl", f"task.path={task}", f"out_dir={out}"]
+        for _ in range(30):  # the head's job agent comes up a little after `ray start` returns
+            submit = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent to submit job" not in submit.stdout + submit.stderr:
+                break
+            time.sleep(2)
         assert submit.returncode == 0, (submit.stdout + submit.stderr)[-3000:]
         assert "succeeded" in submit.stdout.lower()
         table = rows(out)
