@@ -30,8 +30,10 @@ class SharedPrefixKV:
     :meth:`begin_chunk`, one forward per step (each calls :meth:`attend` once per layer), then
     :meth:`advance`; :meth:`keep` drops finished rows.
 
-    Shapes: prefix_k[layer] is [G, kvh, P_max, d] (G instances, right-padded); suffix_k[layer]
-    is [B, kvh, T, d] (B rows of the chunk, T = max_new_tokens), preallocated and written in place.
+    Shapes: prefix_kt[layer] is [G, kvh, d, P_max] (G instances, right-padded; keys stored
+    transposed so that the prefix score GEMM reads both operands row-major) and prefix_v[layer]
+    [G, kvh, P_max, d]; suffix_k[layer] is [B, kvh, T, d] (B rows of the chunk, T =
+    max_new_tokens), preallocated and written in place.
     """
 
     def __init__(self, n_layers: int):
@@ -39,7 +41,7 @@ class SharedPrefixKV:
         self.recording = False
         self.prefix_rows: torch.Tensor | None = None
         self.prefix_len: list[int] = []
-        self.prefix_k: list[torch.Tensor | None] = [None] * n_layers
+        self.prefix_kt: list[torch.Tensor | None] = [None] * n_layers
         self.prefix_v: list[torch.Tensor | None] = [None] * n_layers
         self.suffix_k: list[torch.Tensor] = []
         self.suffix_v: list[torch.Tensor] = []
@@ -56,7 +58,7 @@ class SharedPrefixKV:
 
     def _record(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
         p_max = max(self.prefix_len, default=0)
-        self.prefix_k[layer] = key[self.prefix_rows, :, :p_max].contiguous()
+        self.prefix_kt[layer] = key[self.prefix_rows, :, :p_max].transpose(2, 3).contiguous()
         self.prefix_v[layer] = value[self.prefix_rows, :, :p_max].contiguous()
 
     def stop_recording(self) -> None:
@@ -65,7 +67,7 @@ class SharedPrefixKV:
     # -- chunks of config rows ---------------------------------------------------------------
     def begin_chunk(self, row_group: torch.Tensor, max_steps: int) -> None:
         """Allocates suffix buffers for rows whose instance indices are ``row_group`` (sorted)."""
-        key = self.prefix_k[0]
+        key = self.prefix_v[0]
         _, kvh, _, d = key.shape
         shape = (len(row_group), kvh, max_steps, d)
         self.suffix_k = [torch.empty(shape, dtype=key.dtype, device=key.device) for _ in range(self.n_layers)]
@@ -80,10 +82,22 @@ class SharedPrefixKV:
         self.groups = [(int(s), int(s + c), int(g)) for s, c, g in zip(starts, counts, values)]
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Keeps only ``rows`` (still generating) of the chunk, in order."""
-        self.suffix_k = [s.index_select(0, rows) for s in self.suffix_k]
-        self.suffix_v = [s.index_select(0, rows) for s in self.suffix_v]
+        """Keeps only ``rows`` (still generating) of the chunk, in order.
+
+        Copies only the suffix slots up to the current step (at most ``step + 1`` of T), not
+        whole buffers.
+        """
+        written = min(self.step + 1, self.suffix_k[0].shape[2])
+        self.suffix_k = [self._compact(s, rows, written) for s in self.suffix_k]
+        self.suffix_v = [self._compact(s, rows, written) for s in self.suffix_v]
         self._set_rows(self.row_group.index_select(0, rows))
+
+    @staticmethod
+    def _compact(buffer: torch.Tensor, rows: torch.Tensor, written: int) -> torch.Tensor:
+        _, kvh, steps, d = buffer.shape
+        out = torch.empty((len(rows), kvh, steps, d), dtype=buffer.dtype, device=buffer.device)
+        out[:, :, :written] = buffer[:, :, :written].index_select(0, rows)
+        return out
 
     def advance(self) -> None:
         self.step += 1
@@ -100,6 +114,12 @@ class SharedPrefixKV:
     ) -> torch.Tensor:
         """Attention of one new token per row over its instance's prefix and its own suffix.
 
+        The softmax over [prefix | suffix] is computed in two parts that share one row maximum
+        (so no rescaling is needed): the suffix part for all rows of the chunk at once, the prefix
+        part per instance with one GEMM per kv head, the chunk's queries of that instance
+        ([kvh, b * rep, d]) against the single shared prefix. Scores, exponentials and sums are in
+        float32 whatever the model dtype.
+
         Args:
             query: [B, h, 1, d]; key, value: [B, kvh, 1, d] (after RoPE).
 
@@ -107,12 +127,17 @@ class SharedPrefixKV:
             [B, 1, h, d], the layout transformers' attention modules expect.
         """
         t = self.step
-        self.suffix_k[layer][:, :, t] = key[:, :, 0]
-        self.suffix_v[layer][:, :, t] = value[:, :, 0]
         batch, heads, _, d = query.shape
         kvh = key.shape[1]
         rep = heads // kvh
-        out = torch.empty(batch, heads, d, dtype=query.dtype, device=query.device)
+        k_suffix, v_suffix = self.suffix_k[layer], self.suffix_v[layer]  # [B, kvh, T, d]
+        k_suffix[:, :, t] = key[:, :, 0]
+        v_suffix[:, :, t] = value[:, :, 0]
+        q = query[:, :, 0].reshape(batch, kvh, rep, d) * scaling  # [B, kvh, rep, d], pre-scaled
+        s_suffix = torch.matmul(q, k_suffix[:, :, : t + 1].transpose(-1, -2)).float()  # [B, kvh, rep, t+1]
+        m_suffix = s_suffix.amax(-1, keepdim=True)  # [B, kvh, rep, 1]
+        q_heads = q.permute(1, 0, 2, 3).reshape(kvh, batch * rep, d)  # head-major for the prefix GEMMs
+        out = torch.empty((batch, kvh, rep, d), dtype=torch.float32, device=query.device)
         for start, end, group in self.groups:
             p = self.prefix_len[group]
             if sliding_window is not None and p + t + 1 > sliding_window:
@@ -121,22 +146,23 @@ class SharedPrefixKV:
                     f"({sliding_window}); shorten the prompt or lower max_new_tokens"
                 )
             b = end - start
-            q = query[start:end, :, 0].reshape(b, kvh, rep, d)  # [b, kvh, rep, d]
-            k_suffix = self.suffix_k[layer][start:end, :, : t + 1]  # [b, kvh, t+1, d]
-            v_suffix = self.suffix_v[layer][start:end, :, : t + 1]
-            s_suffix = torch.matmul(q, k_suffix.transpose(-1, -2))  # [b, kvh, rep, t+1]
-            # One GEMM per kv head against the single shared prefix: [kvh, b*rep, d] x [kvh, d, p].
-            q_heads = q.permute(1, 0, 2, 3).reshape(kvh, b * rep, d)
-            k_prefix = self.prefix_k[layer][group, :, :p]  # [kvh, p, d]
-            v_prefix = self.prefix_v[layer][group, :, :p]
-            s_prefix = torch.bmm(q_heads, k_prefix.transpose(1, 2)).view(kvh, b, rep, p).permute(1, 0, 2, 3)
-            scores = torch.cat([s_prefix, s_suffix], dim=-1).float() * scaling
-            probs = torch.softmax(scores, dim=-1).to(query.dtype)  # [b, kvh, rep, p+t+1]
-            p_prefix = probs[..., :p].permute(1, 0, 2, 3).reshape(kvh, b * rep, p)
-            o_prefix = torch.bmm(p_prefix, v_prefix).view(kvh, b, rep, d).permute(1, 0, 2, 3)
-            o_suffix = torch.matmul(probs[..., p:], v_suffix)  # [b, kvh, rep, d]
-            out[start:end] = (o_prefix + o_suffix).reshape(b, heads, d)
-        return out.unsqueeze(1)
+            rows = slice(start, end)
+            m = m_suffix[rows]  # becomes the row maximum over prefix and suffix
+            if p > 0:  # a one-token target prompt without BOS has an empty prefix
+                k_prefix_t = self.prefix_kt[layer][group, :, :, :p]  # [kvh, d, p]
+                v_prefix = self.prefix_v[layer][group, :, :p]  # [kvh, p, d]
+                s_prefix = torch.bmm(q_heads[:, start * rep : end * rep], k_prefix_t).float()  # [kvh, b*rep, p]
+                m_prefix = s_prefix.amax(-1, keepdim=True).view(kvh, b, rep, 1).permute(1, 0, 2, 3)
+                m = torch.maximum(m_prefix, m)  # [b, kvh, rep, 1]
+                e_prefix = s_prefix.sub_(m.permute(1, 0, 2, 3).reshape(kvh, b * rep, 1)).exp_()
+            e_suffix = torch.exp(s_suffix[rows] - m)  # [b, kvh, rep, t+1]
+            o = torch.matmul(e_suffix.to(value.dtype), v_suffix[rows, :, : t + 1]).float()  # [b, kvh, rep, d]
+            total = e_suffix.sum(-1, keepdim=True)
+            if p > 0:
+                o = o + torch.bmm(e_prefix.to(value.dtype), v_prefix).float().view(kvh, b, rep, d).permute(1, 0, 2, 3)
+                total = total + e_prefix.sum(-1).view(kvh, b, rep, 1).permute(1, 0, 2, 3)
+            torch.div(o, total, out=out[rows])
+        return out.view(batch, 1, heads, d).to(query.dtype)
 
 
 def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

@@ -80,6 +80,46 @@ class EngineOptions:
     simulate_oom_above: int | None = None
 
 
+def first_argmax(x: torch.Tensor, block: int = 64) -> torch.Tensor:
+    """``x.argmax(-1)`` for [rows, V] (first index of the row maximum), in vectorised reductions.
+
+    On CPU ``argmax`` over the vocabulary is a scalar loop (1.1 ms for [64, 8192]); the maxima of
+    contiguous blocks of ``block`` entries are one vectorised reduction, then the first block
+    holding the row maximum and the first maximum inside it give the same index, ties included
+    (0.18 ms). Falls back to ``argmax`` when the vocabulary is not a multiple of ``block``.
+    """
+    rows, vocab = x.shape
+    if vocab % block:
+        return x.argmax(-1)
+    blocks = x.view(rows, vocab // block, block)
+    first = blocks.amax(-1).argmax(-1)  # [rows] first block whose maximum is the row maximum
+    inside = blocks[torch.arange(rows, device=x.device), first].argmax(-1)  # [rows]
+    return first * block + inside
+
+
+CPU_CACHE_BYTES = 2 << 20  # [rows, V] logits of one block of rows fit in a core's L2 cache (2 MB here)
+
+
+def token_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Greedy choice, its log-probability and the entropy of each row of ``logits`` [b, V] (float32).
+
+    On CPU the rows are processed in blocks of about 2 MB: each statistic is a full pass over
+    the vocabulary, and for a chunk of hundreds of rows the [b, V] temporaries would otherwise go
+    through main memory pass after pass (193 x 8k logits, 2 threads: 7.5 ms in one pass, 5.3 ms
+    in blocks). The results are the same, bit for bit, as one pass over the whole chunk.
+    """
+    rows, vocab = logits.shape
+    block = rows if logits.device.type != "cpu" else max(1, CPU_CACHE_BYTES // (4 * vocab))
+    choices, logprobs, entropies = [], [], []
+    for start in range(0, rows, block):
+        logp = torch.log_softmax(logits[start : start + block], dim=-1)  # [block, V]
+        choice = first_argmax(logp)
+        choices.append(choice)
+        logprobs.append(logp.gather(1, choice[:, None])[:, 0])
+        entropies.append(-(logp.exp() * logp).sum(-1))
+    return torch.cat(choices), torch.cat(logprobs), torch.cat(entropies)
+
+
 @dataclass
 class _Prefilled:
     """Per-instance-batch state after the prefill."""
@@ -202,11 +242,17 @@ class TransplantEngine:
 
     # -- rows ------------------------------------------------------------------------------------
     def _run_rows(self, state: _Prefilled, rows: list[Config], offset: int) -> Iterator[Generation]:
-        """Chunks rows; on out-of-memory halves the chunk size and retries the same rows."""
+        """Chunks rows; on out-of-memory halves the chunk size and retries the same rows.
+
+        The rows left are split into equal chunks of at most ``size`` rows (772 rows with size 256
+        make 4 chunks of 193, not 3 of 256 and one of 4 that would cost a full decode loop).
+        """
         size = self.options.chunk_size
         done = 0
         while done < len(rows):
-            chunk = rows[done : done + size]
+            left = len(rows) - done
+            n_chunks = -(-left // size)  # ceil(left / size)
+            chunk = rows[done : done + -(-left // n_chunks)]
             try:
                 results = self._decode_chunk(state, chunk, offset)
             except torch.OutOfMemoryError:
@@ -262,11 +308,10 @@ class TransplantEngine:
                     logits_to_keep=1,
                     **{attention.KV_KWARG: kv},
                 ).logits[:, -1].float()
-            logp = torch.log_softmax(logits, dim=-1)  # [b, V]
-            choice = logp.argmax(dim=-1)
+            choice, logprob, entropy = token_stats(logits)
             out_tokens[active, t] = choice
-            logprobs[active, t] = logp.gather(1, choice[:, None])[:, 0].double()
-            entropies[active, t] = -(logp.exp() * logp).sum(-1).double()
+            logprobs[active, t] = logprob.double()
+            entropies[active, t] = entropy.double()
             n_steps[active] += 1
             finished = torch.isin(choice, self.eos)
             if t == steps - 1 or bool(finished.all()):
