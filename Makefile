@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-fast report bench clean-demo
+.PHONY: install demo test test-fast report bench bench-ray bench-reduce clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ report: install  ## make report RUN=DIR
 
 bench: install  ## engine vs per-config reference loop; writes docs/performance.md tables
 	$(PY) benchmarks/bench_engine.py
+
+bench-ray: install  ## the same sweep through Ray vs in-process (wall time ratio)
+	$(PY) benchmarks/bench_ray.py
+
+bench-reduce: install  ## the reduce on 2.4M synthetic rows (time, peak RSS)
+	$(PY) benchmarks/reduce_scale.py
 
 clean-demo:
 	rm -rf runs/demo
