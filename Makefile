@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-fast report bench bench-ray bench-reduce clean-demo
+.PHONY: install demo test test-fast report bench bench-quick bench-ray bench-reduce clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,11 @@ test-fast: install
 report: install  ## make report RUN=DIR
 	$(PY) -m pipeline.reduce run=$(RUN)
 
-bench: install  ## engine vs per-config reference loop; writes docs/performance.md tables
+bench: install  ## engine vs per-config reference loop, scaling tables, GPU cost model -> docs/performance.md (~12 min)
 	$(PY) benchmarks/bench_engine.py
+
+bench-quick: install  ## ~3 min smoke run of the engine benchmark; prints only
+	$(PY) benchmarks/bench_engine.py --quick
 
 bench-ray: install  ## the same sweep through Ray vs in-process (wall time ratio)
 	$(PY) benchmarks/bench_ray.py

@@ -125,6 +125,11 @@ def format_results(results: dict) -> str:
         "",
         f"Command: `{m['command']}`",
     ]
+    busiest = max(m["load_before"][0], m.get("load_after", m["load_before"])[0])
+    if busiest > m["cores"] / 2:
+        parts += ["", f"**The machine was busy (1-min load average up to {busiest:.1f} on {m['cores']} cores): "
+                      "other processes shared the cores, so these timings are slower and noisier than on a quiet "
+                      "machine; rerun when quiet.**"]
     if "compare" in results:
         parts += ["", "### Engine vs per-config reference loop", "", _compare(results["compare"])]
     for table, rows in results["tables"].items():
