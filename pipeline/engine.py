@@ -147,7 +147,7 @@ class TransplantEngine:
         self.n_layers = len(self.layers)
         self.device = next(model.parameters()).device
         model.set_attn_implementation(attention.register())
-        self.eos = torch.tensor(sorted(self._eos_ids(eos_token_ids)), device=self.device)
+        self.eos = torch.tensor(sorted(self._eos_ids(eos_token_ids)), dtype=torch.long, device=self.device)
         if options.max_new_tokens < 1:
             raise PipelineError(f"max_new_tokens must be >= 1, got {options.max_new_tokens}")
         if options.chunk_size < 1:

@@ -84,6 +84,18 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _kill_marked(marker: str) -> None:
+    """Kills leftover processes whose environment carries ``marker`` (inherited from the driver)."""
+    import psutil
+
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("XT_TEST_MARKER") == marker:
+                p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+
+
 def _stable(out: Path, quiet: float = 3.0):
     seen = {"files": None, "since": time.monotonic()}
 
@@ -101,15 +113,19 @@ def test_driver_sigkill_then_rerun_completes_exactly(tmp_path):
     out = tmp_path / "out"
     args = ["pipeline.sweep", *TINY, "task=jsonl", f"task.path={task}", "shard_size=1", "cluster.num_workers=1",
             "max_new_tokens=20", f"out_dir={out}"]
+    marker = f"xt-sigkill-{secrets.token_hex(8)}"
     proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, start_new_session=True,
+                            env={**os.environ, "XT_TEST_MARKER": marker},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 2, 240, "two finished shards")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
         proc.wait()
-    # Ray's own processes are fate-shared with the driver but may finish a shard in flight first.
+    # Ray's own processes are fate-shared with the driver but may finish a shard in flight first;
+    # some (the dashboard agent) outlive a SIGKILLed driver: end every process of that run.
     _wait_for(_stable(out), 60, "worker processes of the killed driver to go away")
+    _kill_marked(marker)
     done_before = {p.name: p.stat().st_mtime_ns for p in out.glob("shards/*.parquet")}
     assert 2 <= len(done_before) < 8, "the kill did not land mid-run"
     again = cli(args)
@@ -144,9 +160,10 @@ def test_ray_job_submit_against_a_running_head(tmp_path):
     # and the job client, as the Ray docs describe (RAY_AUTH_MODE=token + RAY_AUTH_TOKEN).
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    port, dash = _free_port(), _free_port()
+    port, dash, agent = _free_port(), _free_port(), _free_port()
     start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+                            f"--dashboard-agent-listen-port={agent}",
                             "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=300)
     assert start.returncode == 0, start.stderr[-2000:]
     try:
