@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.errors import PipelineError
 
@@ -21,3 +25,12 @@ def check_group_choices(argv: list[str]) -> None:
         for choice in value.split(","):
             if choice and choice not in valid:
                 raise PipelineError(f"unknown {key} '{choice}'; valid: {', '.join(valid)}")
+
+
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Turns an OmegaConf error (a missing mandatory value, a bad key) into a one-line PipelineError."""
+    try:
+        yield
+    except OmegaConfBaseException as err:
+        raise PipelineError(f"config: {err}") from err

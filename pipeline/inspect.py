@@ -23,11 +23,10 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.cli import CONF_DIR, check_group_choices
+from pipeline.cli import CONF_DIR, check_group_choices, config_errors
 from pipeline.config import model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
@@ -222,11 +221,9 @@ def draw(case: dict[str, Any], path: Path) -> Path:
 @hydra.main(config_path=str(CONF_DIR), config_name="inspect", version_base=None)
 @exit_on_user_error
 def _main(cfg: DictConfig) -> None:
-    try:
+    with config_errors():
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         case = case_study(cfg)
-    except OmegaConfBaseException as err:
-        raise PipelineError(f"config: {err}") from err
     print(format_table(case))
     if cfg.out:
         write_json_atomic(case, Path(str(cfg.out)))

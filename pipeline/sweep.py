@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__
-from pipeline.cli import CONF_DIR, check_group_choices
+from pipeline.cli import CONF_DIR, check_group_choices, config_errors
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
@@ -52,7 +52,7 @@ def run(cfg: SweepConfig) -> Path:
     pairs = tuple(grid_pairs(cfg.grid, n_layers, task_name))
     engine = cfg.engine
     if task.max_new_tokens:
-        engine = type(engine)(**{**engine.__dict__, "max_new_tokens": task.max_new_tokens})
+        engine = replace(engine, max_new_tokens=task.max_new_tokens)
     config_hash = cfg.config_hash()
     guard_out_dir(cfg.out_dir, config_hash, cfg.shard_size, cfg.overwrite)
 
@@ -131,10 +131,8 @@ def _now() -> str:
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> None:
-    try:
+    with config_errors():
         typed = sweep_config(cfg)
-    except OmegaConfBaseException as err:
-        raise PipelineError(f"config: {err}") from err
     run(typed)
 
 

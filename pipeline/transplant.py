@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config import model_spec
 from pipeline.engine import EngineOptions, TransplantEngine
@@ -18,7 +17,7 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
-from pipeline.cli import CONF_DIR, check_group_choices
+from pipeline.cli import CONF_DIR, check_group_choices, config_errors
 
 
 def _int(cfg: DictConfig, key: str) -> int:
@@ -53,11 +52,9 @@ def transplant_once(cfg: DictConfig) -> dict[str, str]:
 @hydra.main(config_path=str(CONF_DIR), config_name="transplant", version_base=None)
 @exit_on_user_error
 def _main(cfg: DictConfig) -> None:
-    try:
+    with config_errors():
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         out = transplant_once(cfg)
-    except OmegaConfBaseException as err:
-        raise PipelineError(f"config: {err}") from err
     print(f"model: {cfg.model.name}  granularity: {cfg.granularity}  "
           f"source layer {cfg.source_layer} -> target layer {cfg.target_layer} (0-based)")
     print(f"vanilla:     {out['vanilla']!r}")
