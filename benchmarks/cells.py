@@ -33,10 +33,10 @@ class TimedEngine(TransplantEngine):
 
     prefill_seconds = 0.0
 
-    def _prefill(self, batch):
+    def _prefill(self, members, tokens):
         start = time.perf_counter()
         try:
-            return super()._prefill(batch)
+            return super()._prefill(members, tokens)
         finally:
             self.prefill_seconds += time.perf_counter() - start
 

@@ -120,8 +120,16 @@ class SharedPrefixKV:
         ([kvh, b * rep, d]) against the single shared prefix. Scores, exponentials and sums are in
         float32 whatever the model dtype.
 
+        A sliding-window layer (Mistral-style, Gemma 3's local layers) lets the query at position
+        q attend only keys at positions in (q - W, q], as transformers' sliding mask does: rows
+        decode in lockstep, so at step t every row's window starts at suffix slot t - W + 1 and,
+        in its instance's prefix of length P, at position P + t - W + 1.
+
         Args:
-            query: [B, h, 1, d]; key, value: [B, kvh, 1, d] (after RoPE).
+            query: [B, h, 1, d]; key, value: [B, kvh, 1, d] (after RoPE and any q/k norm).
+            scaling: the score scale the attention module passes (head_dim ** -0.5 for LLaMA,
+                query_pre_attn_scalar ** -0.5 for Gemma 3).
+            sliding_window: W of a sliding-window layer, None for global attention.
 
         Returns:
             [B, 1, h, d], the layout transformers' attention modules expect.
@@ -134,31 +142,29 @@ class SharedPrefixKV:
         k_suffix[:, :, t] = key[:, :, 0]
         v_suffix[:, :, t] = value[:, :, 0]
         q = query[:, :, 0].reshape(batch, kvh, rep, d) * scaling  # [B, kvh, rep, d], pre-scaled
-        s_suffix = torch.matmul(q, k_suffix[:, :, : t + 1].transpose(-1, -2)).float()  # [B, kvh, rep, t+1]
+        lo = 0 if sliding_window is None else max(0, t - sliding_window + 1)  # first suffix slot in the window
+        s_suffix = torch.matmul(q, k_suffix[:, :, lo : t + 1].transpose(-1, -2)).float()  # [B, kvh, rep, t+1-lo]
         m_suffix = s_suffix.amax(-1, keepdim=True)  # [B, kvh, rep, 1]
         q_heads = q.permute(1, 0, 2, 3).reshape(kvh, batch * rep, d)  # head-major for the prefix GEMMs
         out = torch.empty((batch, kvh, rep, d), dtype=torch.float32, device=query.device)
         for start, end, group in self.groups:
             p = self.prefix_len[group]
-            if sliding_window is not None and p + t + 1 > sliding_window:
-                raise PipelineError(
-                    f"prompt plus generated tokens ({p + t + 1}) exceed the model's sliding window "
-                    f"({sliding_window}); shorten the prompt or lower max_new_tokens"
-                )
+            first = 0 if sliding_window is None else max(0, p + t - sliding_window + 1)  # first prefix key in it
             b = end - start
             rows = slice(start, end)
             m = m_suffix[rows]  # becomes the row maximum over prefix and suffix
-            if p > 0:  # a one-token target prompt without BOS has an empty prefix
-                k_prefix_t = self.prefix_kt[layer][group, :, :, :p]  # [kvh, d, p]
-                v_prefix = self.prefix_v[layer][group, :, :p]  # [kvh, p, d]
-                s_prefix = torch.bmm(q_heads[:, start * rep : end * rep], k_prefix_t).float()  # [kvh, b*rep, p]
+            has_prefix = first < p  # empty for a one-token target prompt without BOS, or out of the window
+            if has_prefix:
+                k_prefix_t = self.prefix_kt[layer][group, :, :, first:p]  # [kvh, d, p - first]
+                v_prefix = self.prefix_v[layer][group, :, first:p]  # [kvh, p - first, d]
+                s_prefix = torch.bmm(q_heads[:, start * rep : end * rep], k_prefix_t).float()  # [kvh, b*rep, p-first]
                 m_prefix = s_prefix.amax(-1, keepdim=True).view(kvh, b, rep, 1).permute(1, 0, 2, 3)
                 m = torch.maximum(m_prefix, m)  # [b, kvh, rep, 1]
                 e_prefix = s_prefix.sub_(m.permute(1, 0, 2, 3).reshape(kvh, b * rep, 1)).exp_()
-            e_suffix = torch.exp(s_suffix[rows] - m)  # [b, kvh, rep, t+1]
-            o = torch.matmul(e_suffix.to(value.dtype), v_suffix[rows, :, : t + 1]).float()  # [b, kvh, rep, d]
+            e_suffix = torch.exp(s_suffix[rows] - m)  # [b, kvh, rep, t+1-lo]
+            o = torch.matmul(e_suffix.to(value.dtype), v_suffix[rows, :, lo : t + 1]).float()  # [b, kvh, rep, d]
             total = e_suffix.sum(-1, keepdim=True)
-            if p > 0:
+            if has_prefix:
                 o = o + torch.bmm(e_prefix.to(value.dtype), v_prefix).float().view(kvh, b, rep, d).permute(1, 0, 2, 3)
                 total = total + e_prefix.sum(-1).view(kvh, b, rep, 1).permute(1, 0, 2, 3)
             torch.div(o, total, out=out[rows])

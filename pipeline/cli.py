@@ -1,11 +1,18 @@
-"""Shared pieces of the command-line entry points (sweep, transplant, inspect)."""
+"""Shared pieces of the command-line entry points (sweep, transplant, inspect).
+
+Hydra's own messages for a mistyped group choice or key span several lines and suggest ``+key=``,
+which then composes silently (the key is ignored). These checks run before Hydra and turn each
+into one ``error:`` line naming the choice or key and the valid ones.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.errors import PipelineError
@@ -25,6 +32,62 @@ def check_group_choices(argv: list[str]) -> None:
         for choice in value.split(","):
             if choice and choice not in valid:
                 raise PipelineError(f"unknown {key} '{choice}'; valid: {', '.join(valid)}")
+
+
+def check_override_keys(argv: list[str], config_name: str = "config") -> None:
+    """One clear line for an override of a key the composed config does not have.
+
+    ``granulrity=ffn`` and ``+granulrity=ffn`` alike are refused, naming the valid keys at that
+    level. The config is composed with the command line's group choices (every choice of a swept
+    group), so ``task.path`` is valid exactly when the chosen task has it. Keys added with ``+``
+    below ``task`` are left to the task, which checks its own keys.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    overrides = []
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        try:
+            overrides += parser.parse_overrides([arg])
+        except Exception:  # noqa: BLE001  a malformed override: Hydra reports it itself
+            continue
+    keyed = [o for o in overrides if o.key_or_group not in GROUPS and not o.key_or_group.startswith("hydra")
+             and "/" not in o.key_or_group and o.package is None]  # fmt: skip
+    if not keyed or GlobalHydra.instance().is_initialized():
+        return
+    choices = {
+        o.key_or_group: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
+        for o in overrides
+        if o.key_or_group in GROUPS and not o.is_delete()
+    }
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        trees = [
+            OmegaConf.to_container(compose(config_name, overrides=[f"{g}={c}" for g, c in zip(choices, combo)]))
+            for combo in itertools.product(*choices.values())
+        ]
+    for o in keyed:
+        if (o.is_add() or o.is_force_add()) and o.key_or_group.startswith("task."):
+            continue
+        problems = [_missing_key(tree, o.key_or_group) for tree in trees]
+        if all(problems):
+            raise PipelineError(problems[0])
+
+
+def _missing_key(tree: dict, key: str) -> str | None:
+    """Why ``key`` (dotted) is not in ``tree``; None when it is, or when a level is not a mapping."""
+    node, parents = tree, []
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return None  # below a null/list/value: the config's own checks decide
+        if part not in node:
+            where = f" under '{'.'.join(parents)}'" if parents else ""
+            return f"unknown config key '{key}'{where}; valid: {', '.join(sorted(node))}"
+        node, parents = node[part], [*parents, part]
+    return None
 
 
 @contextmanager

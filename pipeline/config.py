@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pipeline.engine import EngineOptions
 from pipeline.errors import PipelineError
 from pipeline.grid import GridSpec
+from pipeline.instances import Instance
 from pipeline.models import ModelSpec
 from pipeline.schema import GRANULARITIES
 from pipeline.tiny import TinySpec
@@ -48,6 +50,18 @@ class ClusterSpec:
     def __post_init__(self):
         if self.kind not in CLUSTER_KINDS:
             raise PipelineError(f"unknown cluster '{self.kind}'; valid: {', '.join(CLUSTER_KINDS)}")
+        for name, value, least, optional in (
+            ("num_workers", self.num_workers, 1, True),
+            ("cpus_per_worker", self.cpus_per_worker, 1, False),
+            ("max_restarts", self.max_restarts, -1, False),  # -1: Ray's "restart forever"
+            ("max_task_retries", self.max_task_retries, -1, False),
+            ("num_gpus", self.num_gpus, 0, True),
+        ):
+            if value is None and optional:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                bound = "null or " if optional else ""
+                raise PipelineError(f"cluster.{name} must be {bound}an integer >= {least}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -73,21 +87,32 @@ class SweepConfig:
     overwrite: bool = False
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     debug: DebugSpec = field(default_factory=DebugSpec)
+    features: bool = False  # write per-instance selector features (pipeline.select)
 
-    def result_identity(self) -> dict[str, Any]:
-        """The settings that determine the rows (not where or how fast they are computed)."""
+    def result_identity(self, instances: Sequence[Instance]) -> dict[str, Any]:
+        """The settings that determine the rows (not where or how fast they are computed).
+
+        ``instances`` is the task's instance set: its content (ids, prompts, answers, ...) and
+        order are hashed in, so an edited or grown task file is another run, never a silent mix
+        of stale and new shards in one out_dir.
+        """
         model = asdict(self.model)
         model.pop("device")
+        model.pop("cache_dir")
+        content = json.dumps([asdict(i) for i in instances], sort_keys=True, ensure_ascii=False, default=list)
         return {
             "model": model,
             "task": self.task,
+            "instances": hashlib.sha256(content.encode()).hexdigest(),
             "granularities": list(self.granularities),
             "grid": asdict(self.grid),
             "max_new_tokens": self.engine.max_new_tokens,
-        }
+            "decoding": self.engine.decoding,
+        } | ({"features": True} if self.features else {})
 
-    def config_hash(self) -> str:
-        blob = json.dumps(self.result_identity(), sort_keys=True, default=list)
+    def config_hash(self, instances: Sequence[Instance]) -> str:
+        """A short hash of :meth:`result_identity`; every row and run.json carry it."""
+        blob = json.dumps(self.result_identity(instances), sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -116,8 +141,9 @@ def model_spec(node: DictConfig) -> ModelSpec:
     m = _plain(node)
     tiny = TinySpec(**m["tiny"]) if m.get("tiny") else None
     return ModelSpec(
-        name=m["name"], path=str(m.get("path") or m["name"]), dtype=m.get("dtype", "auto"),
+        name=m["name"], path=str(m.get("path") or m.get("package") or m["name"]), dtype=m.get("dtype", "auto"),
         device=m.get("device", "auto"), revision=m.get("revision"), tiny=tiny,
+        gguf_file=m.get("gguf_file"), package=m.get("package"), cache_dir=m.get("cache_dir"),
     )
 
 
@@ -132,7 +158,10 @@ def sweep_config(cfg: DictConfig) -> SweepConfig:
 def _sweep_config(cfg: DictConfig) -> SweepConfig:
     model = model_spec(cfg.model)
     g = _plain(cfg.grid)
-    grid = GridSpec(kind=g["kind"], pairs=tuple(tuple(p) for p in (g.get("pairs") or ())))
+    grid = GridSpec(
+        kind=g["kind"], pairs=tuple(tuple(p) for p in (g.get("pairs") or ())), attention=g.get("attention"),
+        selector=str(Path(str(g["selector"])).expanduser().resolve()) if g.get("selector") else None,
+    )
     c = _plain(cfg.cluster)
     d = _plain(cfg.get("debug") or {})
     engine = EngineOptions(
@@ -140,6 +169,7 @@ def _sweep_config(cfg: DictConfig) -> SweepConfig:
         chunk_size=_positive("chunk_size", cfg.chunk_size),
         instance_batch=_positive("instance_batch", cfg.instance_batch),
         simulate_oom_above=d.get("simulate_oom_above"),
+        decoding=str(cfg.get("decoding", "checkpoint")),
     )
     return SweepConfig(
         model=model,
@@ -152,4 +182,5 @@ def _sweep_config(cfg: DictConfig) -> SweepConfig:
         overwrite=bool(cfg.overwrite),
         cluster=ClusterSpec(**c),
         debug=DebugSpec(**d),
+        features=bool(cfg.get("features", False)),
     )

@@ -7,14 +7,16 @@ target layer j at the last token of the target prompt, then decode greedily. The
 
 1. **Prefill, once per instance batch.** One forward over the source prompts and the target
    prefixes (all target tokens but the last), right-padded: it captures the source activation
-   bank (all layers x all three granularities at the last source token, [G, 3, N, H]) and records
-   the keys/values of each target prefix once.
+   bank (all layers x every granularity at the last source token, [G, len(GRANULARITIES), N, H])
+   and records the keys/values of each target prefix once.
 2. **Config rows, chunked.** A row is (instance, granularity, i, j), or vanilla. Rows of a chunk
    start at the last target prompt token together; rows with different target layers share the
    batch, each replaced at its own layer j by its own source vector (``sites.transplant``).
 3. **Lockstep greedy decode.** Rows attend to their instance's single shared prefix and their own
    suffix (``attention.SharedPrefixKV``), finished rows are dropped, the chunk stops when all rows
-   have hit EOS or ``max_new_tokens``.
+   have hit EOS or ``max_new_tokens``. The greedy choice follows the checkpoint's logits processors
+   as ``generate(do_sample=False)`` applies them (``pipeline.decoding``; ``decoding=plain`` turns
+   them off); log-probabilities and entropies stay on the model's raw distribution.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from pipeline import attention
+from pipeline.decoding import DECODING_MODES, GreedyProcessors
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.schema import GRANULARITIES
@@ -72,12 +75,23 @@ class EngineOptions:
         instance_batch: instances prefilled together (their rows may share a chunk).
         simulate_oom_above: debug knob -- a chunk with more rows than this raises an
             out-of-memory error, to exercise the halving path on CPU.
+        decoding: ``checkpoint`` applies the generation config's greedy processors as the
+            authors' ``generate(do_sample=False)`` does; ``plain`` is pure argmax.
+        length_aware: instance batches group instances of similar prompt length
+            (:meth:`TransplantEngine.instance_batches`); False keeps the input order (the
+            benchmark's A/B of length-aware batching; results are identical either way).
     """
 
     max_new_tokens: int = 20
     chunk_size: int = 256
     instance_batch: int = 8
     simulate_oom_above: int | None = None
+    decoding: str = "checkpoint"
+    length_aware: bool = True
+
+    def __post_init__(self):
+        if self.decoding not in DECODING_MODES:
+            raise PipelineError(f"decoding '{self.decoding}' is not valid; valid: {', '.join(DECODING_MODES)}")
 
 
 def first_argmax(x: torch.Tensor, block: int = 64) -> torch.Tensor:
@@ -100,8 +114,13 @@ def first_argmax(x: torch.Tensor, block: int = 64) -> torch.Tensor:
 CPU_CACHE_BYTES = 2 << 20  # [rows, V] logits of one block of rows fit in a core's L2 cache (2 MB here)
 
 
-def token_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def token_stats(
+    logits: torch.Tensor, scores: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy choice, its log-probability and the entropy of each row of ``logits`` [b, V] (float32).
+
+    The choice is the argmax of ``scores`` (the processed logits, :mod:`pipeline.decoding`) when
+    given, else of the raw distribution; log-probability and entropy are always the raw model's.
 
     On CPU the rows are processed in blocks of about 2 MB: each statistic is a full pass over
     the vocabulary, and for a chunk of hundreds of rows the [b, V] temporaries would otherwise go
@@ -113,7 +132,7 @@ def token_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     choices, logprobs, entropies = [], [], []
     for start in range(0, rows, block):
         logp = torch.log_softmax(logits[start : start + block], dim=-1)  # [block, V]
-        choice = first_argmax(logp)
+        choice = first_argmax(logp if scores is None else scores[start : start + block])
         choices.append(choice)
         logprobs.append(logp.gather(1, choice[:, None])[:, 0])
         entropies.append(-(logp.exp() * logp).sum(-1))
@@ -124,10 +143,12 @@ def token_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 class _Prefilled:
     """Per-instance-batch state after the prefill."""
 
-    bank: torch.Tensor  # [G, 3, N, H] source activations
+    bank: torch.Tensor  # [G, len(GRANULARITIES), N, H] source activations
     last_token: torch.Tensor  # [G] last target prompt token id
     last_position: torch.Tensor  # [G] its position (= prefix length)
     kv: attention.SharedPrefixKV
+    prompts: torch.Tensor  # [G, P_max] target prompt ids, right-padded (input of the processors)
+    slot: dict[int, int]  # instance index -> its group g in this batch
 
 
 class TransplantEngine:
@@ -148,6 +169,7 @@ class TransplantEngine:
         self.device = next(model.parameters()).device
         model.set_attn_implementation(attention.register())
         self.eos = torch.tensor(sorted(self._eos_ids(eos_token_ids)), dtype=torch.long, device=self.device)
+        self.processors = GreedyProcessors.from_model(model, options.decoding, self.eos.tolist(), self.device)
         if options.max_new_tokens < 1:
             raise PipelineError(f"max_new_tokens must be >= 1, got {options.max_new_tokens}")
         if options.chunk_size < 1:
@@ -185,17 +207,38 @@ class TransplantEngine:
     ) -> Iterator[Generation]:
         """Yields one :class:`Generation` per config (see :meth:`configs`), instance batch by batch.
 
-        ``Generation.config.instance`` indexes ``instances``.
+        ``Generation.config.instance`` indexes ``instances``; generations come batch by batch in
+        the order of :meth:`instance_batches`, not in instance order.
         """
         configs = self.configs(len(instances), granularities, pairs)
-        step = self.options.instance_batch
-        for start in range(0, len(instances), step):
-            batch = instances[start : start + step]
-            state = self._prefill(batch)
-            rows = [c for c in configs if start <= c.instance < start + len(batch)]
-            for gen in self._run_rows(state, rows, offset=start):
-                yield gen
+        by_instance: dict[int, list[Config]] = {}
+        for c in configs:
+            by_instance.setdefault(c.instance, []).append(c)
+        tokens = [
+            (self._tokenize(x.source_prompt, "source_prompt", x), self._tokenize(x.prompt, "prompt", x))
+            for x in instances
+        ]
+        for members in self.instance_batches(tokens):
+            state = self._prefill(members, [tokens[n] for n in members])
+            rows = [c for n in members for c in by_instance[n]]
+            yield from self._run_rows(state, rows)
             del state
+
+    def instance_batches(self, tokens: Sequence[tuple[list[int], list[int]]]) -> list[list[int]]:
+        """Instances prefilled together: similar lengths, at most ``instance_batch`` per batch.
+
+        The prefill pads every source prompt and target prefix of a batch to the batch's longest
+        one, so a 1,700-token context batched with 200-token prompts would multiply the batch's
+        prefill work by up to 8. Instances are ordered by their longer prompt (stable, so equal
+        lengths keep their order) and cut into consecutive batches. Results do not depend on the
+        batching (each row reads only its own instance's prefix); only the padding does.
+        """
+        width = [max(len(source), len(target) - 1) for source, target in tokens]
+        order = list(range(len(tokens)))
+        if self.options.length_aware:
+            order.sort(key=width.__getitem__)  # stable
+        step = self.options.instance_batch
+        return [order[k : k + step] for k in range(0, len(order), step)]
 
     # -- prefill ---------------------------------------------------------------------------------
     def _tokenize(self, text: str, what: str, instance: Instance) -> list[int]:
@@ -206,10 +249,14 @@ class TransplantEngine:
             raise PipelineError(f"instance '{instance.id}': {what} tokenizes to nothing")
         return list(ids)
 
-    def _prefill(self, batch: Sequence[Instance]) -> _Prefilled:
-        """One forward over source prompts and target prefixes: activation bank + prefix KV."""
-        sources = [self._tokenize(x.source_prompt, "source_prompt", x) for x in batch]
-        targets = [self._tokenize(x.prompt, "prompt", x) for x in batch]
+    def _prefill(self, members: list[int], tokens: Sequence[tuple[list[int], list[int]]]) -> _Prefilled:
+        """One forward over source prompts and target prefixes: activation bank + prefix KV.
+
+        ``members`` are the batch's instance indices (group g of the batch is ``members[g]``);
+        ``tokens`` their (source ids, target ids).
+        """
+        sources = [source for source, _ in tokens]
+        targets = [target for _, target in tokens]
         prefixes = [t[:-1] for t in targets]
         seqs = sources + prefixes
         width = max(len(s) for s in seqs)
@@ -219,7 +266,7 @@ class TransplantEngine:
         for r, seq in enumerate(seqs):
             ids[r, : len(seq)] = torch.tensor(seq)
             mask[r, : len(seq)] = 1
-        n = len(batch)
+        n = len(members)
         kv = attention.SharedPrefixKV(self.n_layers)
         kv.record_prefix(torch.arange(n, 2 * n, device=self.device), [len(p) for p in prefixes])
         source_rows = torch.arange(n, device=self.device)
@@ -233,15 +280,20 @@ class TransplantEngine:
                 **{attention.KV_KWARG: kv},
             )
         kv.stop_recording()
+        prompts = torch.full((n, max(len(t) for t in targets)), pad, dtype=torch.long)
+        for r, t in enumerate(targets):
+            prompts[r, : len(t)] = torch.tensor(t)
         return _Prefilled(
             bank=bank,
             last_token=torch.tensor([t[-1] for t in targets], device=self.device),
             last_position=torch.tensor([len(p) for p in prefixes], device=self.device),
             kv=kv,
+            prompts=prompts.to(self.device),
+            slot={instance: g for g, instance in enumerate(members)},
         )
 
     # -- rows ------------------------------------------------------------------------------------
-    def _run_rows(self, state: _Prefilled, rows: list[Config], offset: int) -> Iterator[Generation]:
+    def _run_rows(self, state: _Prefilled, rows: list[Config]) -> Iterator[Generation]:
         """Chunks rows; on out-of-memory halves the chunk size and retries the same rows.
 
         The rows left are split into equal chunks of at most ``size`` rows (772 rows with size 256
@@ -254,7 +306,7 @@ class TransplantEngine:
             n_chunks = -(-left // size)  # ceil(left / size)
             chunk = rows[done : done + -(-left // n_chunks)]
             try:
-                results = self._decode_chunk(state, chunk, offset)
+                results = self._decode_chunk(state, chunk)
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise
@@ -266,7 +318,7 @@ class TransplantEngine:
             yield from results
             done += len(chunk)
 
-    def _plan(self, state: _Prefilled, chunk: list[Config], offset: int) -> dict[tuple[str, int], Replacement]:
+    def _plan(self, state: _Prefilled, chunk: list[Config]) -> dict[tuple[str, int], Replacement]:
         """Which rows get which source vector at which (granularity, target layer) site."""
         members: dict[tuple[str, int], list[int]] = {}
         for r, c in enumerate(chunk):
@@ -275,7 +327,7 @@ class TransplantEngine:
         plan = {}
         for (granularity, layer), rows in members.items():
             g = GRANULARITIES.index(granularity)
-            groups = torch.tensor([chunk[r].instance - offset for r in rows], device=self.device)
+            groups = torch.tensor([state.slot[chunk[r].instance] for r in rows], device=self.device)
             sources = torch.tensor([chunk[r].source_layer for r in rows], device=self.device)
             index = torch.tensor(rows, device=self.device)
             plan[(granularity, layer)] = Replacement(
@@ -283,12 +335,12 @@ class TransplantEngine:
             )
         return plan
 
-    def _decode_chunk(self, state: _Prefilled, chunk: list[Config], offset: int) -> list[Generation]:
+    def _decode_chunk(self, state: _Prefilled, chunk: list[Config]) -> list[Generation]:
         """Transplant at the last prompt token, then greedy lockstep decoding of the chunk."""
         if self.options.simulate_oom_above is not None and len(chunk) > self.options.simulate_oom_above:
             raise torch.OutOfMemoryError(f"simulated out of memory: chunk of {len(chunk)} rows")
         steps = self.options.max_new_tokens
-        group = torch.tensor([c.instance - offset for c in chunk], device=self.device)
+        group = torch.tensor([state.slot[c.instance] for c in chunk], device=self.device)
         kv = state.kv
         kv.begin_chunk(group, steps)
         active = torch.arange(len(chunk), device=self.device)  # chunk rows still generating
@@ -298,7 +350,10 @@ class TransplantEngine:
         logprobs = torch.zeros(len(chunk), steps, dtype=torch.float64, device=self.device)
         entropies = torch.zeros(len(chunk), steps, dtype=torch.float64, device=self.device)
         n_steps = torch.zeros(len(chunk), dtype=torch.long, device=self.device)
-        plan = self._plan(state, chunk, offset)
+        if self.processors is not None:  # [C, P_max + steps]: target prompt ids, then generated ids
+            prompt_len = positions + 1  # [C]
+            history = torch.cat([state.prompts[group], out_tokens.new_zeros(len(chunk), steps)], dim=1)
+        plan = self._plan(state, chunk)
         for t in range(steps):
             with transplant(self.model, plan if t == 0 else {}):
                 logits = self.model(
@@ -308,7 +363,12 @@ class TransplantEngine:
                     logits_to_keep=1,
                     **{attention.KV_KWARG: kv},
                 ).logits[:, -1].float()
-            choice, logprob, entropy = token_stats(logits)
+            scores = None
+            if self.processors is not None:
+                scores = self.processors(logits, history[active], prompt_len[active], t)
+            choice, logprob, entropy = token_stats(logits, scores)
+            if self.processors is not None:
+                history[active, prompt_len[active] + t] = choice
             out_tokens[active, t] = choice
             logprobs[active, t] = logprob.double()
             entropies[active, t] = entropy.double()

@@ -1,26 +1,47 @@
 """Which (source layer, target layer) pairs a run covers.
 
 ``full`` is the paper's N x N sweep (Sec. 3); ``source_last`` (i = N-1, all j) and ``target_first``
-(all i, j = 0) are the rows of its Table 4; ``coarse`` is the single pair of its Table 2 used on the
-unseen sets; ``pairs`` is an explicit list. Vanilla rows always come along (the engine adds them).
-Layers count from 0 here and in the data (the paper counts from 1).
+(all i, j = 0) are the rows of its Table 4; ``coarse`` is the single pair and granularity of its
+Table 2 per task, used on the unseen sets (Table 3); ``pairs`` is an explicit list; ``selected`` is
+one pair per instance, chosen by a learned selector (``pipeline.select``, issue 11). Vanilla rows
+always come along (the engine adds them). Layers count from 0 here and in the data (the paper counts from 1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pipeline.errors import PipelineError
 
-GRID_KINDS = ("full", "source_last", "target_first", "coarse", "pairs")
+GRID_KINDS = ("full", "source_last", "target_first", "coarse", "pairs", "selected")
 
-# Paper Table 2: the coarse-grained setting per task (granularity, source, target).
-COARSE = {
-    "xnli": ("attn", "last", "first"),
-    "xquad": ("ffn", "first", "first"),
-    "globalopinionqa": ("ffn", "first", "first"),
+
+class CoarseSetting(NamedTuple):
+    """One row of the paper's Table 2: the XTransplant level and the (source, target) layers."""
+
+    level: str  # "attn" (Attn-level) or "ffn" (FFN-level)
+    source: str  # "first" or "last" layer
+    target: str
+
+
+# Paper Table 2, for the ID task of each row and its OOD task: multilingual understanding
+# (XNLI, XCOPA) attention-level (last layer, first layer); multilingual generation (XQuAD, MKQA)
+# and cultural adaptability (GlobalOpinionQA, CulturalBench) FFN-level (first layer, first layer).
+COARSE: dict[str, CoarseSetting] = {
+    "xnli": CoarseSetting("attn", "last", "first"),
+    "xcopa": CoarseSetting("attn", "last", "first"),
+    "xquad": CoarseSetting("ffn", "first", "first"),
+    "mkqa": CoarseSetting("ffn", "first", "first"),
+    "globalopinionqa": CoarseSetting("ffn", "first", "first"),
+    "culturalbench": CoarseSetting("ffn", "first", "first"),
 }
+
+# How an Attn-level row of Table 2 runs (``grid.attention``): ``attn_released`` (default) as the
+# authors' released code transplants (the layer input plus the attention output), ``attn`` as the
+# paper's equation writes it (the attention output alone).
+COARSE_ATTENTION = ("attn_released", "attn")
 
 
 @dataclass(frozen=True)
@@ -29,19 +50,48 @@ class GridSpec:
 
     kind: str = "full"
     pairs: tuple[tuple[int, int], ...] = ()
+    attention: str | None = None  # grid=coarse: granularity of Attn-level rows (None = attn_released)
+    selector: str | None = None  # grid=selected: a selector directory (pipeline.select fit)
 
     def __post_init__(self):
         if self.kind not in GRID_KINDS:
             raise PipelineError(f"unknown grid '{self.kind}'; valid: {', '.join(GRID_KINDS)}")
-        if self.kind == "pairs" and not self.pairs:
+        if self.kind == "selected" and not self.selector:
+            raise PipelineError(
+                "grid=selected needs grid.selector=DIR (a directory made by python -m pipeline.select fit)"
+            )
+        if self.kind != "pairs":
+            return
+        if not self.pairs:
             raise PipelineError("grid=pairs needs grid.pairs=[[i,j],...] with at least one pair")
+        for pair in self.pairs:
+            # bool is an int subclass: [[true,1]] must not run as (1, 1); nor [[0.5,1]] as (0, 1)
+            if len(pair) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair):
+                shown = "[" + ", ".join(repr(x) for x in pair) + "]"
+                raise PipelineError(
+                    f"grid.pairs: {shown} is not a [source_layer, target_layer] pair of integers, "
+                    "e.g. grid.pairs=[[0,1],[3,0]]"
+                )
 
 
-def coarse_setting(task: str) -> tuple[str, str, str]:
-    """(granularity, source, target) of Table 2 for a task; 'first'/'last' name layers."""
+def coarse_setting(task: str, attention: str | None = None) -> tuple[str, str, str]:
+    """(granularity, source, target) of Table 2 for a task; 'first'/'last' name layers.
+
+    Args:
+        task: the task name (``task.name``).
+        attention: the granularity an Attn-level row runs at, one of :data:`COARSE_ATTENTION`;
+            None = ``attn_released``. FFN-level rows run at ``ffn`` whatever it says.
+
+    Raises:
+        PipelineError: a task without a Table 2 row, or an unknown ``attention``.
+    """
     if task not in COARSE:
         raise PipelineError(f"grid=coarse has no Table 2 setting for task '{task}'; defined for: {', '.join(COARSE)}")
-    return COARSE[task]
+    if attention is not None and attention not in COARSE_ATTENTION:
+        raise PipelineError(f"grid.attention={attention!r} is not valid; choose one of: {', '.join(COARSE_ATTENTION)}")
+    level, source, target = COARSE[task]
+    granularity = (attention or COARSE_ATTENTION[0]) if level == "attn" else level
+    return granularity, source, target
 
 
 def grid_pairs(spec: GridSpec, n_layers: int, task: str) -> list[tuple[int, int]]:
@@ -53,11 +103,13 @@ def grid_pairs(spec: GridSpec, n_layers: int, task: str) -> list[tuple[int, int]
         return [(last, j) for j in range(n_layers)]
     if spec.kind == "target_first":
         return [(i, 0) for i in range(n_layers)]
+    if spec.kind == "selected":  # chosen per instance by the selector (pipeline.select.apply)
+        return []
     if spec.kind == "coarse":
         _, source, target = coarse_setting(task)
         pick = {"first": 0, "last": last}
         return [(pick[source], pick[target])]
-    pairs = [(int(i), int(j)) for i, j in spec.pairs]
+    pairs = [(i, j) for i, j in spec.pairs]  # integers, checked by GridSpec
     for i, j in pairs:
         if not (0 <= i <= last and 0 <= j <= last):
             raise PipelineError(f"grid.pairs: ({i}, {j}) out of range; the model has layers 0..{last}")
@@ -67,7 +119,14 @@ def grid_pairs(spec: GridSpec, n_layers: int, task: str) -> list[tuple[int, int]
 
 
 def grid_granularities(spec: GridSpec, requested: Sequence[str], task: str) -> tuple[str, ...]:
-    """``coarse`` fixes the granularity to Table 2's; other grids keep the requested ones."""
+    """``coarse`` fixes the granularity to Table 2's (``grid.attention`` for Attn-level rows);
+    other grids keep the requested ones.
+
+    Raises:
+        PipelineError: ``grid.attention`` set on a grid other than ``coarse``, or invalid.
+    """
     if spec.kind == "coarse":
-        return (coarse_setting(task)[0],)
+        return (coarse_setting(task, spec.attention)[0],)
+    if spec.attention is not None:
+        raise PipelineError(f"grid.attention applies to grid=coarse only, not grid={spec.kind}; use granularity=")
     return tuple(requested)

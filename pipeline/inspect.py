@@ -9,7 +9,9 @@ For one instance and one (source layer i, target layer j) at one granularity, ev
 layer's output hidden state at the last target prompt token goes through the final norm and the
 unembedding (the "logit lens"), once vanilla and once with the source vector transplanted at
 target layer j (paper Sec. 2). The top-k tokens per layer are printed as a table, and optionally
-written as JSON and drawn as a figure. Layers count from 0 (the paper counts from 1).
+written as JSON and drawn as a figure. Layers count from 0 (the paper counts from 1). Every
+granularity of the sweep works, ``attn_released`` (the authors' released attention transplant,
+``pipeline/sites.py``) included; its source vector comes from the same single source forward.
 """
 
 from __future__ import annotations

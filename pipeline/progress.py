@@ -1,13 +1,17 @@
 """A progress line per finished shard: shards done/total, configs per second, ETA.
 
-Plain lines (no carriage returns), so it reads the same in a terminal and in ``ray job logs``.
+Plain log lines (no carriage returns) through ``logging`` (Hydra's job logging prints them on
+stdout), so progress reads the same in a terminal and in ``ray job logs``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from pipeline.runner import ShardDone
+
+log = logging.getLogger("pipeline.sweep")
 
 
 class Progress:
@@ -26,8 +30,7 @@ class Progress:
         rate = self.configs / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) * self.configs_per_shard
         eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 else "--:--:--"
-        print(
-            f"[sweep] shards {self.done}/{self.total} | shard {shard.index} {shard.configs} configs in "
-            f"{shard.seconds:.1f}s | {rate:.1f} configs/s | ETA {eta}",
-            flush=True,
-        )
+        log.info(
+            "[sweep] shards %d/%d | shard %d %d configs in %.1fs | %.1f configs/s | ETA %s",
+            self.done, self.total, shard.index, shard.configs, shard.seconds, rate, eta,
+        )  # fmt: skip

@@ -3,7 +3,7 @@
     python -m pipeline.reduce run=DIR [run=DIR2 ...] [out=REPORT_DIR] [report.lid_model=lid.176.bin]
     python -m pipeline.reduce run=[DIR,DIR2] report.entropy=entropy_first report.configs=[[31,0]]
 
-    options: out=DIR report.lid_model=PATH report.entropy=entropy_mean|entropy_first
+    options: out=DIR report.lid_model=PATH|none report.entropy=entropy_mean|entropy_first
     report.candidates=[[0,0],[-1,0]] report.include_vanilla=false report.configs=[[i,j],...]
     report.groups={High:[..],Mid:[..],Low:[..]} report.figures=true   (docs/reports.md)
 
@@ -12,6 +12,11 @@ Everything comes from the stored rows; nothing is recomputed with a model. Rows 
 ``report/`` unless ``out=`` names a directory. It is written into a temporary directory beside the
 destination and renamed into place at the end, so a failure never leaves half a report.
 
+The reduce never deletes results or a user's files: an existing ``out=`` is replaced only if it is
+a report directory this tool wrote (its ``.xtransplant-report`` marker file) holding nothing but
+the report's own files, and a report is never written over or inside a run directory's shards.
+A shard file that is not readable Parquet is named in one ``error:`` line.
+
 Command-line values are OmegaConf dotlist overrides of :class:`ReduceConfig`; ``run=`` may repeat
 (which Hydra forbids, so this entry parses argv itself) or be a list.
 """
@@ -19,6 +24,8 @@ Command-line values are OmegaConf dotlist overrides of :class:`ReduceConfig`; ``
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import shutil
 import sys
@@ -28,24 +35,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Dict, List, Optional  # noqa: UP035 (OmegaConf structured configs need typing generics)
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import __version__, plots
 from pipeline.errors import PipelineError, exit_on_user_error
-from pipeline.langid import LanguageIdentifier
+from pipeline.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.report import write_markdown, write_tables
-from pipeline.results import UnitResults, load_run
+from pipeline.results import UnitResults, attach_selections, load_run, shard_files
+from pipeline.shards import SHARD_DIR, umask
 from pipeline.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
+REPORT_MARKER = ".xtransplant-report"
+"""Marker file in every report directory this tool writes: the only kind of ``out=`` it replaces."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class ReportConfig:
     """``report.*`` options (see docs/reports.md)."""
 
-    lid_model: Optional[str] = None  # noqa: UP045  fastText language-ID model; None skips consistency
+    lid_model: Optional[str] = None  # noqa: UP045  fastText LID model; None = packaged lid.176.ftz, 'none' = off
     entropy: str = "entropy_mean"  # Appendix F ranking column: entropy_mean | entropy_first
     candidates: List[List[int]] = field(default_factory=lambda: [[0, 0], [-1, 0]])  # noqa: UP006  (source, target)
     include_vanilla: bool = False  # vanilla competes in entropy selection
@@ -112,21 +126,25 @@ def run(cfg: ReduceConfig) -> Path:
         include_vanilla=cfg.report.include_vanilla,
         configs=tuple(_pairs(cfg.report.configs, "report.configs")),
     )
-    lid = LanguageIdentifier(cfg.report.lid_model) if cfg.report.lid_model else None
+    lid_path, why_not = resolve_lid_model(cfg.report.lid_model)  # default: the packaged lid.176.ftz
+    lid = LanguageIdentifier(lid_path) if lid_path else None
     if lid:
         consistency = {"status": "computed", "model": str(lid.path), "reason": None}
     else:
-        consistency = {
-            "status": "skipped",
-            "model": None,
-            "reason": "no language-ID model given (report.lid_model=PATH, e.g. fastText lid.176.bin)",
-        }
+        consistency = {"status": "skipped", "model": None, "reason": why_not}
+    out = Path(cfg.out) if cfg.out else Path(cfg.run[0]) / "report"
+    check_report_out(out, [Path(r) for r in cfg.run])
     units: list[UnitResults] = []
     for path in cfg.run:
-        loaded = load_run(Path(path), lid.consistent if lid else None, dict(cfg.report.groups) or None)
+        check_readable(Path(path))
+        try:
+            loaded = load_run(Path(path), lid.consistent if lid else None, dict(cfg.report.groups) or None)
+        except (OSError, pa.ArrowException) as err:
+            raise PipelineError(f"run {path}: cannot read its shards ({err})") from err
         if not loaded:
             raise PipelineError(f"run {path}: its shards hold no rows")
         units += loaded
+    attach_selections(units)  # issue 11: the learned-selection row of grid=selected runs
     entries = [summarize_unit(u, options, slug, consistency) for u, slug in zip(units, slugs_for(units), strict=True)]
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -141,8 +159,65 @@ def run(cfg: ReduceConfig) -> Path:
         },
         "runs": clean(entries),
     }
-    out = Path(cfg.out) if cfg.out else Path(cfg.run[0]) / "report"
     return _write_atomically(summary, out, cfg.report.figures)
+
+
+def check_readable(run_dir: Path) -> None:
+    """Names the first shard of ``run_dir`` whose Parquet footer does not read (truncated, foreign)."""
+    for path in shard_files(run_dir):
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as err:
+            raise PipelineError(
+                f"{path}: not a readable Parquet file ({err}); move it away, or re-run the sweep, which "
+                "recomputes a damaged shard"
+            ) from err
+
+
+def check_report_out(out: Path, runs: list[Path]) -> None:
+    """Refuses a report destination whose replacement could lose results or a user's files.
+
+    Refused: ``out`` equal to or above a run directory, ``out`` inside a run's ``shards/`` tree,
+    an existing file, and an existing directory that is not a report this tool wrote (no
+    :data:`REPORT_MARKER`) or that holds files the report does not list.
+    """
+    target = out.resolve()
+    for run_dir in (r.resolve() for r in runs):
+        if target == run_dir or target in run_dir.parents:
+            raise PipelineError(f"out={out} would replace run directory {run_dir}; choose a new directory")
+        shards = run_dir / SHARD_DIR
+        if target == shards or shards in target.parents:
+            raise PipelineError(f"out={out} lies inside the shards of run {run_dir}; choose a directory outside it")
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise PipelineError(f"out={out} exists and is not a directory; choose a new directory")
+    listed = _listed_report_files(out)
+    if not (out / REPORT_MARKER).is_file() and listed is None:
+        raise PipelineError(
+            f"out={out} exists and is not a report directory written by pipeline.reduce (no {REPORT_MARKER}); "
+            "choose a new directory"
+        )
+    foreign = sorted(set(os.listdir(out)) - (listed or set()) - {"summary.json", "report.md", REPORT_MARKER})
+    if foreign:
+        raise PipelineError(
+            f"out={out} holds {foreign[0]}, which is not part of the report it replaces; move it away first"
+        )
+
+
+def _listed_report_files(report_dir: Path) -> set[str] | None:
+    """The tables and figures a report directory's own summary.json lists; None without one.
+
+    A report written before the marker file existed is recognised by this summary.json (it has a
+    ``schema_version``) and is replaced only if it holds nothing else.
+    """
+    try:
+        summary = json.loads((report_dir / "summary.json").read_text())
+        if not isinstance(summary, dict) or "schema_version" not in summary:
+            return None
+        return set(summary.get("tables") or []) | set(summary.get("figures") or [])
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _pairs(values, name: str) -> list[tuple[int, int]]:
@@ -157,6 +232,8 @@ def _write_atomically(summary: dict, out: Path, figures: bool) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
+        tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 -> the user's umask: reports are shared
+        (tmp / REPORT_MARKER).write_text(f"written by pipeline.reduce {__version__}\n")
         summary["tables"] = [p.name for p in write_tables(summary, tmp)]
         per_run, shared = _draw(summary["runs"], tmp) if figures else ({}, [])
         summary["figures"] = sorted([*shared, *(f for fs in per_run.values() for f in fs)])
@@ -194,8 +271,9 @@ def _draw(entries: list[dict], out: Path) -> tuple[dict[str, list[str]], list[st
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m pipeline.reduce run=DIR [run=DIR2 ...] [out=DIR] [report.*=...]``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     out = run(parse_argv(sys.argv[1:] if argv is None else argv))
-    print(f"report written to {out}")
+    log.info("report written to %s", out)
 
 
 if __name__ == "__main__":

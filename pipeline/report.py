@@ -17,7 +17,8 @@ from pipeline.summary import short_model
 
 METRIC_DEFINITIONS = """\
 Layers count from 0 (the paper counts from 1). Config (i, j): the source prompt's output of layer i
-(at the granularity's module: attn, ffn or block) replaces layer j's output at the last target
+(at the granularity's module: attn, ffn or block; attn_released moves layer i's input plus its
+attention output, as the authors' released code does) replaces layer j's output at the last target
 prompt token. Vanilla: no transplant. acc(c, L): share of correct rows of config c among the
 instances of language L. "All" is the micro average over all instances; a High/Mid/Low group value
 is the mean of its languages' values. Over a partial grid every metric uses the configs present.
@@ -36,6 +37,10 @@ is the mean of its languages' values. Over a partial grid every metric uses the 
   A missing (instance, config) row counts as not correct.
 - **Entropy selection** (Appendix F): per instance, the candidate config with the lowest entropy
   is scored; the candidates and the entropy column are listed per run.
+- **Learned selection** (shown when a `grid=selected` run of the same model and task is given;
+  docs/selection.md): per instance, the config a learned selector chose (or vanilla) is scored.
+  Gap closed = (learned − vanilla) / (upper bound − vanilla), the upper bound being the share of
+  instances for which vanilla or some config of this run is correct; 95% bootstrap interval.
 - **Perplexity** (Table 1): per row exp(−logprob_sum / n_new_tokens), averaged over rows (vanilla
   rows vs all config rows); rows with no generated token are excluded and counted.
 - **Language consistency** (Table 1): share of responses whose fastText language ID equals the
@@ -124,14 +129,29 @@ def accuracy_table(entry: dict) -> tuple[list[str], list[list[str]]]:
     if best:
         s, t = best["source_layer"], best["target_layer"]
         methods.append((f"Best overall config ({s}, {t})", lambda m: _cell(m["accuracy_matrix"], s, t)))
+    methods.append(("Entropy selection", lambda m: m["entropy_selection_accuracy"]))
+    if entry["overall"].get("learned_selection_accuracy") is not None:  # a grid=selected run (pipeline.select)
+        methods.append(("Learned selection", lambda m: m["learned_selection_accuracy"]))
+        methods.append(("Gap closed by learned [95% CI]", _gap_text))
     methods += [
-        ("Entropy selection", lambda m: m["entropy_selection_accuracy"]),
         ("SourceLast UB", lambda m: m["source_last_upper_bound"]),
         ("TargetFirst UB", lambda m: m["target_first_upper_bound"]),
         ("Oracle UB", lambda m: m["oracle_upper_bound"]),
     ]
     header = ["method"] + [name for name, _ in scopes]
-    return header, [[name] + [pct(get(m)) for _, m in scopes] for name, get in methods]
+    return header, [[name] + [_text(get(m)) for _, m in scopes] for name, get in methods]
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else pct(value)
+
+
+def _gap_text(m: dict) -> str:
+    """Gap closed by the learned selection, in %, with its bootstrap interval."""
+    gap, ci = m.get("gap_closed"), m.get("gap_closed_ci") or [None, None]
+    if gap is None:
+        return ""
+    return pct(gap) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci[0] is not None else "")
 
 
 def _cell(matrix, s: int, t: int):

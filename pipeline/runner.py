@@ -31,6 +31,8 @@ class RunPlan:
     tags: RunTags
     out_dir: Path
     debug: DebugSpec
+    features: bool = False  # write per-instance selector features (pipeline.select.features)
+    selector: object | None = None  # grid=selected: a fitted pipeline.select Selector
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,21 @@ class ShardRunner:
         self.loaded = load_model(plan.model)
         self.task = load_task(plan.task)
         self.engine = TransplantEngine(self.loaded.model, self.loaded.tokenizer, plan.engine)
+        self.selection = None
+        if plan.features or plan.selector is not None:
+            from pipeline.select.apply import SelectionStage
+
+            self.selection = SelectionStage(self.engine, self.loaded.tokenizer, plan, plan.engine.instance_batch)
 
     def run(self, shard: Shard) -> ShardDone:
         start = time.perf_counter()
         plan = self.plan
         generations = []
-        for k, gen in enumerate(self.engine.run(shard.instances, plan.granularities, plan.pairs)):
+        if self.selection is not None:  # features first, then the plan's grid or the selection
+            source = self.selection.generations(shard)
+        else:
+            source = self.engine.run(shard.instances, plan.granularities, plan.pairs)
+        for k, gen in enumerate(source):
             generations.append(gen)
             if k == 1:
                 self._maybe_crash(shard)

@@ -14,7 +14,7 @@ ROW_SCHEMA = pa.schema(
         pa.field("instance_id", pa.string(), nullable=False),
         pa.field("lang", pa.string(), nullable=False),
         pa.field("response_lang", pa.string(), nullable=False),  # language a consistent answer is in
-        pa.field("granularity", pa.string(), nullable=False),  # attn | ffn | block
+        pa.field("granularity", pa.string(), nullable=False),  # attn | ffn | block | attn_released
         pa.field("source_layer", pa.int32()),  # null on vanilla rows
         pa.field("target_layer", pa.int32()),  # null on vanilla rows
         pa.field("token_ids", pa.list_(pa.int32()), nullable=False),  # generated ids, EOS excluded
@@ -31,4 +31,6 @@ ROW_SCHEMA = pa.schema(
     ]
 )
 
-GRANULARITIES = ("attn", "ffn", "block")
+GRANULARITIES = ("attn", "ffn", "block", "attn_released")
+"""Transplant sites (``pipeline/sites.py``): attn = the paper's equation, attn_released = the
+authors' released code (layer input + attention output), ffn, block (decoder layer output)."""

@@ -1,15 +1,26 @@
-"""The authors' answer-matching rules, exactly as in their evaluation scripts.
+"""The authors' answer-matching rules, as in their released evaluation scripts.
 
 XTransplant scores a free-form generation (20 new tokens by default) against the gold answer with
-string rules, not by option likelihood. Three rules cover the six benchmarks:
+string rules, not by option likelihood. The release holds one script per PilotSet task,
+``evaluation/XNLI.py``, ``evaluation/XQuAD.py`` and ``evaluation/GlobalOpinionQA.py`` (and their
+``upper_*`` variants); it has none for XCOPA, MKQA or CulturalBench, whose rules here follow the
+paper's "Evaluations" paragraph (Sec. 3: a multiple-choice response must contain the correct
+option and no other; a generated answer must contain the gold answer):
 
 * ``choice`` (XNLI, XCOPA, ``task=jsonl`` with ``choices``): after normalising full-width
   parentheses, the response must name the gold option as ``(g)``, equal ``g`` after strip, or
-  contain g's label word, and must name no other option in any of those forms.
-* ``letter`` (GlobalOpinionQA, CulturalBench): on the upper-cased response, ``(G)`` or a bare
-  ``G``, and no ``(X)`` / bare ``X`` for any other letter A-Z (not only the listed options).
+  contain g's label word, and must name no other option in any of those forms (``match`` in
+  ``evaluation/XNLI.py``; XCOPA has no label words).
+* ``letter`` (GlobalOpinionQA, CulturalBench-Easy): on the upper-cased response, ``(G)`` or a bare
+  ``G``, and no ``(X)`` / bare ``X`` for any other letter A-Z (``match`` in
+  ``evaluation/GlobalOpinionQA.py``).
 * ``contains`` (XQuAD, MKQA, ``task=jsonl`` without ``choices``): the gold answer (or, for MKQA,
-  one of its aliases), lower-cased, is a substring of the lower-cased response.
+  one of its aliases), lower-cased, is a substring of the lower-cased response
+  (``evaluation/XQuAD.py``).
+* ``truefalse`` (CulturalBench-Hard, one row per question-option pair): the response judges the
+  option as the gold does, naming "true" or "false" as a word (any case) and not the other. The
+  dataset card's question-level score (all judgements of a question right) is
+  :func:`pipeline.tasks.culturalbench.question_correct`.
 
 The rules are strict on purpose: the paper notes that "Option 1 ..." scores 0 under the choice
 rule; do not loosen them.
@@ -17,12 +28,14 @@ rule; do not loosen them.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable, Mapping
 
 from pipeline.instances import Instance
 
-RULES = ("choice", "letter", "contains")
+RULES = ("choice", "letter", "contains", "truefalse")
+TRUE_FALSE = ("True", "False")
 
 _FULL_WIDTH = str.maketrans({"（": "(", "）": ")"})
 
@@ -33,7 +46,7 @@ def choice_correct(
     choices: Iterable[str],
     aliases: Mapping[str, str] | None = None,
 ) -> bool:
-    """The authors' XNLI / XCOPA rule (``match`` in their ``pilot_eval_xnli.py``).
+    """The authors' XNLI rule (``match`` in their ``evaluation/XNLI.py``), also used for XCOPA.
 
     Args:
         response: the generated text.
@@ -59,7 +72,7 @@ def choice_correct(
 
 
 def letter_correct(response: str, gold: str) -> bool:
-    """The authors' GlobalOpinionQA rule (``match`` in their ``pilot_eval_global_opinion.py``).
+    """The authors' GlobalOpinionQA rule (``match`` in their ``evaluation/GlobalOpinionQA.py``).
 
     Args:
         response: the generated text; compared upper-cased, without full-width normalisation.
@@ -78,7 +91,7 @@ def letter_correct(response: str, gold: str) -> bool:
 
 
 def contains_correct(response: str, answers: Iterable[str]) -> bool:
-    """The authors' XQuAD rule, extended to MKQA's aliases: any answer contained, case-insensitive.
+    """The authors' XQuAD rule (``evaluation/XQuAD.py``), extended to MKQA's aliases: any answer contained.
 
     Args:
         response: the generated text.
@@ -89,6 +102,21 @@ def contains_correct(response: str, answers: Iterable[str]) -> bool:
     """
     lowered = response.lower()
     return any(answer.lower() in lowered for answer in answers if answer)
+
+
+def truefalse_correct(response: str, gold: str) -> bool:
+    """CulturalBench-Hard's binary judgement of one question-option pair.
+
+    Args:
+        response: the generated text.
+        gold: "True" or "False" (the dataset's ``answer``).
+
+    Returns:
+        True iff the response names the gold judgement as a word, case-insensitively ("TRUE",
+        "true.", "False," count; "untrue" does not), and does not name the other one.
+    """
+    named = {word.lower() for word in re.findall(r"\b(true|false)\b", response, flags=re.IGNORECASE)}
+    return named == {gold.lower()}
 
 
 def score(rule: str, instance: Instance, response: str) -> bool:
@@ -105,6 +133,10 @@ def score(rule: str, instance: Instance, response: str) -> bool:
         return letter_correct(response, instance.answer)
     if rule == "contains":
         return contains_correct(response, (instance.answer, *instance.aliases))
+    if rule == "truefalse":
+        if instance.answer not in TRUE_FALSE:
+            raise ValueError(f"instance {instance.id!r}: the truefalse rule needs answer True or False")
+        return truefalse_correct(response, instance.answer)
     raise ValueError(f"unknown scoring rule {rule!r}; valid: {', '.join(RULES)}")
 
 

@@ -1,12 +1,28 @@
-"""Intervention sites: granularity (attn / ffn / block) -> module of decoder layer k.
+"""Intervention sites: granularity (attn / attn_released / ffn / block) -> module of decoder layer k.
 
 This is the only place that knows Hugging Face module paths. XTransplant (paper Sec. 2) moves the
 output of one module at the last prompt token:
 
 * ``attn``  -- ``layers[k].self_attn``: first element of its output (after o_proj, before the
-  residual add);
-* ``ffn``   -- ``layers[k].mlp``: its output (before the residual add);
+  residual add). The paper's equation: a_s^i replaces a_t^j.
+* ``attn_released`` -- the attention transplant as the authors' released code performs it
+  (``modelwrapper_attn/*wrapper.py``): their block wrapper stores the attention output tensor and
+  then runs ``attn_output += args[0]`` in place, so the stored (later transplanted) vector is the
+  post-attention residual stream h_s^i + a_s^i (decoder layer i's input hidden state plus its
+  self-attention output). It is written over ``layers[j].self_attn``'s output at the last target
+  prompt token, exactly like ``attn``; the layer then adds its own residual, so the stream there
+  becomes h_t^j + h_s^i + a_s^i. The layer input is read with a forward pre-hook on the decoder
+  layer (hidden_states passed positionally or as a keyword).
+* ``ffn``   -- ``layers[k].mlp``: its output (before the residual add). The released FFN wrapper
+  has no such aliasing, so ``ffn`` is both the paper's and the released variant.
 * ``block`` -- ``layers[k]``: the decoder layer's output hidden state.
+
+Architectures with sandwich norms (Gemma 2/3: ``post_attention_layernorm`` and
+``post_feedforward_layernorm`` sit after ``self_attn`` / ``mlp`` and before the residual add):
+the ``attn`` and ``ffn`` sites stay the modules' own outputs, i.e. *before* those norms; the norm
+is then applied to the transplanted vector. ``attn_released``'s source vector stays the layer
+input plus the raw self_attn output (not Gemma's own residual stream h + norm(a)), and is written
+before the norm like ``attn``.
 
 Hooks are registered only inside the context managers below, which always remove them: a leaked
 hook would silently corrupt every later result.
@@ -72,7 +88,7 @@ def lens_modules(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 def site_module(layers: nn.ModuleList, granularity: str, layer: int) -> nn.Module:
     """The module whose output a granularity names, in decoder layer ``layer``."""
-    if granularity == "attn":
+    if granularity in ("attn", "attn_released"):  # attn_released is written where attn is
         return layers[layer].self_attn
     if granularity == "ffn":
         return layers[layer].mlp
@@ -100,7 +116,8 @@ def capture_last(
     """Captures every site's output of every layer at one position per selected row.
 
     One forward of the source prompts fills the whole activation bank of paper Sec. 2: the
-    outputs of all N layers at all three granularities at the last source token.
+    outputs of all N layers at every granularity at the last source token (for ``attn_released``
+    the layer input plus the attention output, see the module docstring).
 
     Args:
         model: the causal LM.
@@ -108,21 +125,35 @@ def capture_last(
         positions: [R] position of the last real token of each captured row.
 
     Yields:
-        bank: [R, 3, N, H] tensor, filled once the forward inside the block has run; index 1 follows
-        :data:`pipeline.schema.GRANULARITIES`.
+        bank: [R, G, N, H] tensor (G = len(GRANULARITIES)), filled once the forward inside the block
+        has run; index 1 follows :data:`pipeline.schema.GRANULARITIES`.
     """
     layers = decoder_layers(model)
     hidden = model.config.hidden_size
     param = next(model.parameters())
     bank = torch.zeros(len(rows), len(GRANULARITIES), len(layers), hidden, dtype=param.dtype, device=param.device)
+    released = GRANULARITIES.index("attn_released")
 
     def make_hook(g: int, k: int):
         def hook(_module, _args, output):
-            bank[:, g, k] = _hidden(output)[rows, positions]
+            if g == released:  # layer input (stored by the pre-hook) + attention output
+                bank[:, g, k] += _hidden(output)[rows, positions]
+            else:
+                bank[:, g, k] = _hidden(output)[rows, positions]
 
         return hook
 
+    def make_input_hook(k: int):
+        def pre_hook(_module, args, kwargs):
+            inputs = args[0] if args else kwargs["hidden_states"]  # [B, T, H] decoder layer input
+            bank[:, released, k] = inputs[rows, positions]
+
+        return pre_hook
+
     with ExitStack() as stack:
+        for k, layer in enumerate(layers):
+            handle = layer.register_forward_pre_hook(make_input_hook(k), with_kwargs=True)
+            stack.callback(handle.remove)
         for g, granularity in enumerate(GRANULARITIES):
             for k in range(len(layers)):
                 handle = site_module(layers, granularity, k).register_forward_hook(make_hook(g, k))

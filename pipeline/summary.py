@@ -101,7 +101,42 @@ def measure(unit: UnitResults, mask: np.ndarray, options: ReportOptions) -> dict
         "transplant_language_consistency": metrics.language_consistency(unit.grid, mask),
         "accuracy_matrix": accuracy.tolist(),
         "gain_matrix": gains.tolist(),
+        **learned_selection(unit, mask),
     }
+
+
+LEARNED_KEYS = ("learned_selection_accuracy", "learned_selection_n_instances", "gap_closed", "gap_closed_ci")
+
+
+def learned_selection(unit: UnitResults, mask: np.ndarray, strata: np.ndarray | None = None) -> dict:
+    """The learned-selection fields of M (issue 11; ``pipeline.select``), None without a selected run.
+
+    Over the masked instances that the ``grid=selected`` run covers: its accuracy (with ``strata``,
+    the mean of the per-language accuracies, as a group value is) and the gap closed =
+    (learned - vanilla) / (upper bound - vanilla) with a 95% bootstrap interval over instances,
+    the upper bound being the share of instances for which vanilla or some config of this unit's
+    run, at a granularity the selected run covers, is correct (``results.attach_selections``).
+    No gap on the selected run's own units: their configs are only the selected ones.
+    """
+    empty = dict.fromkeys(LEARNED_KEYS)
+    if unit.selected is None:
+        return empty
+    covered = mask & ~np.isnan(unit.selected)
+    if not covered.any():
+        return {**empty, "learned_selection_n_instances": 0}
+    selected, vanilla = unit.selected[covered], unit.vanilla.correct[covered]
+    codes = None if strata is None else np.unique(strata[covered], return_inverse=True)[1]
+    groups = [selected] if codes is None else [selected[codes == c] for c in np.unique(codes)]
+    result = {
+        "learned_selection_accuracy": float(np.mean([g.mean() for g in groups])),
+        "learned_selection_n_instances": int(covered.sum()),
+        "gap_closed": None,
+        "gap_closed_ci": None,
+    }
+    if unit.selected_upper is not None:
+        gap = metrics.gap_closed(selected, vanilla, unit.selected_upper[covered], codes)
+        result.update(gap_closed=gap.value, gap_closed_ci=[gap.low, gap.high])
+    return result
 
 
 def _config_entry(best: tuple[int, int, float] | None) -> dict | None:
@@ -118,6 +153,8 @@ def group_measure(per_lang: list[dict]) -> dict:
     group: dict = {}
     for key in per_lang[0]:
         values = [m[key] for m in per_lang]
+        if key in LEARNED_KEYS:
+            continue  # recomputed from the group's instances (summarize_unit)
         if key == "n_instances":
             group[key] = sum(values)
         elif key == "chosen_configs":
@@ -138,6 +175,8 @@ def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consist
     by_lang = {lang: measure(unit, unit.lang_mask(lang), options) for lang in unit.langs}
     groups = {g: [x for x in langs if x in by_lang] for g, langs in unit.run.groups.items()}
     by_group = {g: group_measure([by_lang[x] for x in langs]) for g, langs in groups.items() if langs}
+    for g, m in by_group.items():
+        m.update(learned_selection(unit, np.isin(unit.lang, [unit.langs.index(x) for x in groups[g]]), unit.lang))
     configs = unit.grid.present.any(axis=0)  # [N, N]
     candidates = metrics.resolve_layers(options.candidates, unit.n_layers)
     missing = [[s, t] for s, t in candidates if not configs[s, t]]
@@ -163,7 +202,8 @@ def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consist
             "n_configs_planned": len(unit.run.meta["pairs"]) if "pairs" in unit.run.meta else None,
             "n_instances_planned": unit.run.meta.get("n_instances"),
             "run_finished": unit.run.meta.get("finished"),
-            "n_missing_rows": int(configs.sum() * unit.n_instances - unit.grid.present.sum()),
+            "n_missing_rows": None if unit.run.meta.get("grid") == "selected"  # one config per instance by design
+            else int(configs.sum() * unit.n_instances - unit.grid.present.sum()),
             "source_layers": np.flatnonzero(configs.any(axis=1)).tolist(),
             "target_layers": np.flatnonzero(configs.any(axis=0)).tolist(),
         },
@@ -176,6 +216,10 @@ def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consist
             "reason": "none of the candidate configs is in the grid" if len(missing) == len(candidates) else None,
         },
         "perplexity": {"vanilla": vars(ppl_v), "transplant": vars(ppl_t)},
+        "learned_selection": None if unit.selected_run is None else {
+            "run": unit.selected_run,
+            "upper_bound": "vanilla or some config of this run, at the selected run's granularities, is correct",
+        },
         "language_consistency": consistency_status,
         "overall": measure(unit, everyone, options),
         "by_lang": by_lang,

@@ -6,11 +6,12 @@
 
 Flow: Hydra config -> typed :class:`SweepConfig` -> task instances -> shards -> worker actors
 (model resident) -> one atomic Parquet file per shard under ``out_dir/shards/`` + ``run.json``.
-Re-running the same command resumes: only shards without a file are computed.
+Re-running the same command resumes: only shards without a complete file are computed.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import replace
@@ -21,16 +22,29 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__
-from pipeline.cli import CONF_DIR, check_group_choices, config_errors
+from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, config_errors
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
 from pipeline.models import describe_model
 from pipeline.progress import Progress
 from pipeline.rows import RunTags
-from pipeline.runner import RunPlan, ShardDone, ShardRunner
-from pipeline.shards import RUN_FILE, guard_out_dir, pending, plan_shards, read_run, write_json_atomic
+from pipeline.runner import RunPlan, ShardRunner
+from pipeline.shards import (
+    RUN_FILE,
+    check_out_dir,
+    check_shard_set,
+    guard_out_dir,
+    locked_out_dir,
+    pending,
+    plan_shards,
+    read_run,
+    write_json_atomic,
+)
 from pipeline.tasks import load_task
+
+log = logging.getLogger("pipeline.sweep")
+
 
 def _slug(value) -> str:
     return "+".join(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else str(value)
@@ -40,7 +54,13 @@ OmegaConf.register_new_resolver("xt_slug", _slug, replace=True)
 
 
 def run(cfg: SweepConfig) -> Path:
-    """Runs (or resumes) a sweep; returns its out_dir. Testable without Hydra."""
+    """Runs (or resumes) a sweep; returns its out_dir. Testable without Hydra.
+
+    Every check that can refuse the run (task, model, grid, out_dir) happens before anything is
+    written; then the out_dir is created and locked for the whole run (a second identical sweep
+    waits, then finds the shards done).
+    """
+    check_out_dir(cfg.out_dir)
     task = load_task(cfg.task)
     instances = task.instances()
     if not instances:
@@ -50,58 +70,83 @@ def run(cfg: SweepConfig) -> Path:
     task_name = str(cfg.task["name"])
     granularities = grid_granularities(cfg.grid, cfg.granularities, task_name)
     pairs = tuple(grid_pairs(cfg.grid, n_layers, task_name))
+    selector = None
+    if cfg.grid.kind == "selected":  # issue 11: one config per instance, chosen by a learned selector
+        from pipeline.select.apply import load_for_sweep
+
+        selector = load_for_sweep(cfg.grid.selector, n_layers, cfg.model.name)
+        granularities = selector.granularities
     engine = cfg.engine
     if task.max_new_tokens:
         engine = replace(engine, max_new_tokens=task.max_new_tokens)
-    config_hash = cfg.config_hash()
-    guard_out_dir(cfg.out_dir, config_hash, cfg.shard_size, cfg.overwrite)
+    config_hash = cfg.config_hash(instances)
+    if selector is not None:  # the selector's content, not only its path, determines the rows
+        from pipeline.select.apply import selection_hash
 
+        config_hash = selection_hash(config_hash, cfg.grid.selector)
+    identity = cfg.result_identity(instances)  # recorded in run.json: a refusal can name what differs
     shards = plan_shards(instances, cfg.shard_size)
-    todo = pending(cfg.out_dir, shards)
-    previous = read_run(cfg.out_dir)
-    meta = {
-        "model": cfg.model.name,
-        "model_path": cfg.model.path,
-        "model_revision": facts.revision,
-        "task": task_name,
-        "granularities": list(granularities),
-        "n_layers": n_layers,
-        "n_instances": len(instances),
-        "groups": {k: list(v) for k, v in task.groups.items()},
-        "grid": cfg.grid.kind,
-        "pairs": [list(p) for p in pairs],
-        "max_new_tokens": engine.max_new_tokens,
-        "config": _jsonable(cfg),
-        "config_hash": config_hash,
-        "shard_size": cfg.shard_size,
-        "n_shards": len(shards),
-        "package_version": __version__,
-        "started": (previous or {}).get("started") or _now(),
-        "resumed": [*(previous or {}).get("resumed", []), _now()] if previous else [],
-        "finished": None,
-    }
-    write_json_atomic(meta, cfg.out_dir / RUN_FILE)
-    print(
-        f"[sweep] {task_name}: {len(instances)} instances x ({len(granularities)} granularities x "
-        f"{len(pairs)} pairs + vanilla) on {cfg.model.name} ({n_layers} layers); "
-        f"{len(shards) - len(todo)}/{len(shards)} shards already done; out_dir {cfg.out_dir}",
-        flush=True,
-    )
-    plan = RunPlan(
-        model=cfg.model, task=cfg.task, granularities=granularities, pairs=pairs, engine=engine,
-        tags=RunTags(cfg.model.name, task_name, n_layers, config_hash), out_dir=cfg.out_dir, debug=cfg.debug,
-    )
-    configs_per_shard = cfg.shard_size * (1 + len(granularities) * len(pairs))
-    progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
-    _execute(cfg, plan, todo, progress.update)
-    meta.update(finished=_now())
-    write_json_atomic(meta, cfg.out_dir / RUN_FILE)
-    print(f"[sweep] done: {len(shards)} shards in {cfg.out_dir}", flush=True)
+    guard_out_dir(cfg.out_dir, config_hash, cfg.shard_size, cfg.overwrite, identity)
+    check_shard_set(cfg.out_dir, shards)
+    with locked_out_dir(cfg.out_dir):
+        # again under the lock: another sweep may have written here while this one waited
+        guard_out_dir(cfg.out_dir, config_hash, cfg.shard_size, overwrite=False)
+        rows_per_instance = len(granularities) * (1 + len(pairs))  # each granularity: its pairs + vanilla
+        if selector is None:
+            todo = pending(cfg.out_dir, shards, rows_per_instance)
+        else:  # vanilla per granularity + the selected config where the selector transplants
+            from pipeline.select.apply import pending_selected
+
+            todo = pending_selected(cfg.out_dir, shards, selector, len(granularities))
+        previous = read_run(cfg.out_dir)
+        meta = {
+            "model": cfg.model.name,
+            "model_path": cfg.model.path,
+            "model_revision": facts.revision,
+            "task": task_name,
+            "granularities": list(granularities),
+            "n_layers": n_layers,
+            "n_instances": len(instances),
+            "groups": {k: list(v) for k, v in task.groups.items()},
+            "grid": cfg.grid.kind,
+            "selector": cfg.grid.selector,
+            "features": cfg.features or selector is not None,
+            "pairs": [list(p) for p in pairs],
+            "max_new_tokens": engine.max_new_tokens,
+            "config": _jsonable(cfg),
+            "config_hash": config_hash,
+            "result_identity": identity,
+            "shard_size": cfg.shard_size,
+            "n_shards": len(shards),
+            "package_version": __version__,
+            "started": (previous or {}).get("started") or _now(),
+            "resumed": [*(previous or {}).get("resumed", []), _now()] if previous else [],
+            "finished": (previous or {}).get("finished") if not todo else None,
+        }
+        write_json_atomic(meta, cfg.out_dir / RUN_FILE)
+        log.info(
+            "[sweep] %s: %d instances x (%d granularities x %d pairs + vanilla) on %s (%d layers); "
+            "%d/%d shards already done; out_dir %s",
+            task_name, len(instances), len(granularities), len(pairs), cfg.model.name, n_layers,
+            len(shards) - len(todo), len(shards), cfg.out_dir,
+        )  # fmt: skip
+        plan = RunPlan(
+            model=cfg.model, task=cfg.task, granularities=granularities, pairs=pairs, engine=engine,
+            tags=RunTags(cfg.model.name, task_name, n_layers, config_hash), out_dir=cfg.out_dir, debug=cfg.debug,
+            features=cfg.features, selector=selector,
+        )
+        configs_per_shard = cfg.shard_size * (1 + len(granularities) * len(pairs))
+        progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
+        _execute(cfg, plan, todo, progress.update)
+        if todo or not meta["finished"]:
+            meta.update(finished=_now())
+            write_json_atomic(meta, cfg.out_dir / RUN_FILE)
+    log.info("[sweep] done: %d shards in %s", len(shards), cfg.out_dir)
     return cfg.out_dir
 
 
 def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done) -> None:
-    """Runs the pending shards in-process or on Ray."""
+    """Runs the pending shards in-process or on a pool of Ray worker actors."""
     if not todo:
         return
     if cfg.cluster.kind == "inprocess":
@@ -111,9 +156,8 @@ def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done) -> None:
         return
     from pipeline import workers
 
-    workers.connect(cfg.cluster)
-    pool = workers.start_workers(plan, cfg.cluster)
-    workers.run_on_ray(pool, todo, on_done)
+    with workers.worker_pool(plan, cfg.cluster) as pool:
+        workers.run_on_ray(pool, todo, on_done)
 
 
 def _jsonable(cfg: SweepConfig) -> dict:
@@ -139,9 +183,14 @@ def _hydra_main(cfg: DictConfig) -> None:
 @exit_on_user_error
 def main() -> None:
     check_group_choices(sys.argv[1:])
+    check_override_keys(sys.argv[1:])
     started = time.perf_counter()
-    _hydra_main()
-    print(f"[sweep] wall time {time.perf_counter() - started:.1f}s", flush=True)
+    try:
+        _hydra_main()
+    finally:
+        if "pipeline.workers" in sys.modules:  # a run used Ray: stop the local cluster it started
+            sys.modules["pipeline.workers"].shutdown()
+    log.info("[sweep] wall time %.1fs", time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     AutoModelForCausalLM,
+    Gemma3TextConfig,
     LlamaConfig,
     MistralConfig,
     PretrainedConfig,
@@ -26,12 +27,16 @@ from pipeline.errors import PipelineError
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-ARCHITECTURES = ("llama", "mistral", "qwen2")
+ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma3")
 
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Shape and seed of a tiny model; ``vocab_size`` pads the byte vocabulary with plain tokens."""
+    """Shape and seed of a tiny model; ``vocab_size`` pads the byte vocabulary with plain tokens.
+
+    ``sliding_window`` is used by ``gemma3`` only: the window of its local layers (every layer
+    but each second one, which attends globally), small so that test prompts exceed it.
+    """
 
     arch: str = "llama"
     n_layers: int = 4
@@ -42,6 +47,7 @@ class TinySpec:
     vocab_size: int = 320
     init_range: float = 0.2
     seed: int = 0
+    sliding_window: int = 8
 
 
 def build_tokenizer(vocab_size: int = len(SPECIAL_TOKENS) + 256) -> PreTrainedTokenizerFast:
@@ -93,7 +99,23 @@ def tiny_config(spec: TinySpec) -> PretrainedConfig:
         return MistralConfig(sliding_window=None, **common)
     if spec.arch == "qwen2":
         return Qwen2Config(use_sliding_window=False, **common)
+    if spec.arch == "gemma3":
+        return _gemma3_config(spec, common)
     raise PipelineError(f"unknown tiny architecture '{spec.arch}'; valid: {', '.join(ARCHITECTURES)}")
+
+
+def _gemma3_config(spec: TinySpec, common: dict) -> Gemma3TextConfig:
+    """Gemma 3's text model in small: local (sliding-window) layers mixed with global ones, q/k
+    norms, a ``query_pre_attn_scalar`` score scale that differs from head_dim ** -0.5, norms after
+    attention and MLP, embeddings scaled by sqrt(hidden)."""
+    head_dim = spec.hidden_size // spec.n_heads
+    return Gemma3TextConfig(
+        **common,
+        head_dim=head_dim,
+        query_pre_attn_scalar=2 * head_dim,
+        sliding_window=spec.sliding_window,
+        layer_types=["full_attention" if k % 2 else "sliding_attention" for k in range(spec.n_layers)],
+    )
 
 
 def build_tiny(spec: TinySpec) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:

@@ -1,9 +1,11 @@
 """``python -m pipeline.transplant``: one transplant, vanilla beside it (the paper's casual attempt).
 
     python -m pipeline.transplant model=qwen2 prompt="..." source_prompt="..." \
-        source_layer=27 target_layer=0 granularity=attn
+        source_layer=27 target_layer=0 granularity=attn_released
 
-Runs the same engine as the sweep on a single instance and a single (source, target) pair.
+Runs the same engine as the sweep on a single instance and a single (source, target) pair, at any
+granularity (``attn`` = the paper's equation, ``attn_released`` = the authors' released attention
+transplant, ``ffn``, ``block``), decoding as the sweep does (``decoding=checkpoint|plain``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def transplant_once(cfg: DictConfig) -> dict[str, str]:
         if not str(cfg[name]).strip():
             raise PipelineError(f"{name} is empty")
     loaded = load_model(spec)
-    engine = TransplantEngine(loaded.model, loaded.tokenizer, EngineOptions(max_new_tokens=int(cfg.max_new_tokens)))
+    options = EngineOptions(max_new_tokens=int(cfg.max_new_tokens), decoding=str(cfg.get("decoding", "checkpoint")))
+    engine = TransplantEngine(loaded.model, loaded.tokenizer, options)
     gens = list(engine.run([instance], [granularity], [(source_layer, target_layer)]))
     texts = loaded.tokenizer.batch_decode([g.token_ids for g in gens], skip_special_tokens=True)
     return {"vanilla": texts[0], "transplant": texts[1]}

@@ -1,35 +1,117 @@
-"""Ray worker actors: one per GPU (or per CPU slot), model resident, shards pulled from a queue.
+"""Ray worker actors: one per GPU (or per CPU slot), model resident, shards scheduled by an ActorPool.
 
 Following Ray's batch-inference guide: the model is loaded once in the actor's ``__init__`` (from
-the spec, not shipped bytes) and work runs under ``torch.inference_mode()``. Worker death is
-survived within the run: actors restart (``max_restarts``) and the shard they held is retried
-(``max_task_retries``); both are set explicitly because Ray's defaults are 0. A shard's file is
-written atomically by the worker, so a retried shard never leaves a half file or a duplicate.
+the spec, not shipped bytes) and work runs under ``torch.inference_mode()``. Shards are handed out
+by ``ray.util.ActorPool.map_unordered``, each actor listed ``in_flight`` times so that it always
+has its next shard queued. Retry semantics are Ray's: a worker process that dies mid-shard is
+restarted (``max_restarts``) and the shard it held re-executed on it (``max_task_retries``), both
+set explicitly because Ray's defaults are 0; when they are used up the run fails with Ray's
+``ActorDiedError`` and a re-run resumes. A shard's file is written atomically by the worker, so a
+retried shard never leaves a half file or a duplicate.
+
+The local cluster a sweep starts (no ``RAY_ADDRESS``) is private to the driver:
+
+* loopback only. ``ray.init(_node_ip_address="127.0.0.1")`` and ``ray start --node-ip-address``
+  both replace a loopback address by the machine's reachable one, so every Ray process listened
+  on all interfaces. Ray's single-machine mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the
+  switch Ray itself turns off on macOS and Windows) gives the node 127.0.0.1; GCS, raylet, object
+  manager, workers, agents and the metrics servers then all bind loopback.
+* token authentication on, with a fresh per-run token in the environment (``RAY_AUTH_MODE=token``
+  and ``RAY_AUTH_TOKEN``, inherited by the cluster's processes); Ray's warning about turning it on
+  by default is not printed and no token file is written to the home directory.
+* it dies with the driver: Ray starts GCS and raylet with the kernel's parent-death signal, and
+  the worker actors are owned by the driver's job; the pool is also shut down explicitly at the
+  end of every run (actors killed, then ``ray.shutdown()``).
+
+Ray reads these switches once, when it is imported, so they are set here before ``import ray``;
+a user's own ``RAY_*`` settings win, and under ``ray job submit`` (``RAY_ADDRESS`` set) nothing is
+changed: the sweep joins that cluster as it is.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
-from collections.abc import Callable, Sequence
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
-import ray
-import torch
 
-from pipeline.config import ClusterSpec
-from pipeline.runner import RunPlan, ShardDone, ShardRunner
-from pipeline.shards import Shard
+def _private_local_cluster_environment() -> bool:
+    """Loopback and token authentication for a local cluster started by this process (see above).
 
-LOOPBACK = "127.0.0.1"
+    Returns:
+        Whether Ray sees these settings: False when Ray was imported before this module without
+        them (the environment is then left alone, so the process does not mix two auth modes).
+    """
+    if os.environ.get("RAY_ADDRESS"):
+        return True
+    if "ray" in sys.modules:
+        return os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0"
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    return True
+
+
+PRIVATE_LOCAL_CLUSTER = _private_local_cluster_environment()
+
+import ray  # noqa: E402  (after the environment above: Ray reads it at import)
+import torch  # noqa: E402
+from ray.util import ActorPool  # noqa: E402
+
+from pipeline.config import ClusterSpec  # noqa: E402
+from pipeline.runner import RunPlan, ShardDone, ShardRunner  # noqa: E402
+from pipeline.shards import Shard  # noqa: E402
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+_started_here: list[bool] = []  # a local cluster started by connect(), for shutdown()
 
 
 def connect(cluster: ClusterSpec) -> None:
-    """Joins RAY_ADDRESS (``ray job submit``) or starts a local Ray on loopback; once per process."""
+    """Joins RAY_ADDRESS (``ray job submit``) or starts a private local Ray; once per process.
+
+    The cluster then serves every run of the process (a Hydra multirun shares it) until
+    :func:`shutdown`.
+    """
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"])
         return
-    ray.init(num_gpus=cluster.num_gpus, include_dashboard=False, _node_ip_address=LOOPBACK)
+    if not PRIVATE_LOCAL_CLUSTER:
+        log.warning(
+            "[sweep] Ray was imported before pipeline.workers: the local cluster uses Ray's defaults "
+            "(all interfaces); import pipeline.workers first or set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"
+        )
+    ray.init(num_gpus=cluster.num_gpus, include_dashboard=False)
+    _started_here.append(True)
+
+
+def shutdown() -> None:
+    """Stops the local cluster :func:`connect` started (a joined cluster is left running)."""
+    if _started_here and ray.is_initialized():
+        ray.shutdown()
+    _started_here.clear()
+
+
+def _die_with_parent() -> None:
+    """Asks the kernel to SIGKILL this worker process the moment its parent, the raylet, exits.
+
+    Ray starts the GCS and the raylet of a local cluster with this same parent-death signal, tied
+    to the driver; a worker notices its raylet's death only at its next periodic check, long
+    enough to finish and write a shard for a driver that was already killed. With the signal a
+    killed driver takes its raylet and, at once, its workers with it.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @ray.remote
@@ -37,6 +119,7 @@ class ShardWorker:
     """A Ray actor holding one resident :class:`ShardRunner`."""
 
     def __init__(self, plan: RunPlan, threads: int):
+        _die_with_parent()
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads)
         self.runner = ShardRunner(plan)
@@ -67,24 +150,33 @@ def start_workers(plan: RunPlan, cluster: ClusterSpec) -> list:
     return [ShardWorker.options(**options).remote(plan, cluster.cpus_per_worker) for _ in range(count)]
 
 
+@contextmanager
+def worker_pool(plan: RunPlan, cluster: ClusterSpec) -> Iterator[list]:
+    """Connects, starts the worker actors, and always ends them when the run ends.
+
+    Every actor is killed when the run finishes or fails, and the command line stops the local
+    cluster with :func:`shutdown` before the interpreter exits, so no worker is torn down half-way
+    through the interpreter's own exit (where a dying worker can print a crash dump after a good
+    run).
+    """
+    connect(cluster)
+    workers: list = []
+    try:
+        workers = start_workers(plan, cluster)
+        yield workers
+    finally:
+        for worker in workers:
+            ray.kill(worker, no_restart=True)
+
+
 def run_on_ray(
     workers: Sequence, shards: Sequence[Shard], on_done: Callable[[ShardDone], None], in_flight: int = 2
 ) -> None:
-    """Keeps every worker fed with up to ``in_flight`` shards until all are done."""
-    queue = list(shards)
-    running: dict = {}
-    load = {id(w): 0 for w in workers}
+    """Runs every shard on the pool, ``in_flight`` shards queued per worker, reporting each as it ends.
 
-    def feed():
-        for worker in sorted(workers, key=lambda w: load[id(w)]):
-            while queue and load[id(worker)] < in_flight:
-                running[worker.run.remote(queue.pop(0))] = worker
-                load[id(worker)] += 1
-
-    feed()
-    while running:
-        ready, _ = ray.wait(list(running), num_returns=1)
-        worker = running.pop(ready[0])
-        load[id(worker)] -= 1
-        on_done(ray.get(ready[0]))
-        feed()
+    Raises:
+        ray.exceptions.ActorDiedError: a worker died more often than ``max_restarts`` allows.
+    """
+    pool = ActorPool([worker for worker in workers for _ in range(in_flight)])
+    for done in pool.map_unordered(lambda worker, shard: worker.run.remote(shard), list(shards)):
+        on_done(done)

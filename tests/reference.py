@@ -4,10 +4,21 @@ One batch-1 forward of the source prompt with a hook that records the module out
 layer at the last token; then one HF ``generate()`` of the target prompt with a hook that, on the
 prompt pass only, replaces the same module's output of the target layer at the last prompt token.
 This is the authors' method (without their per-config model reload).
+
+``attn_released`` follows the authors' released attention wrapper as described in issue 9: the
+source vector is decoder layer i's input hidden state plus its self-attention output at the last
+source token (a forward pre-hook on the layer grabs the input, a forward hook on ``self_attn`` the
+output, and they are added here); on the target side it overwrites ``self_attn``'s output of layer
+j at the last prompt token, like ``attn``.
+
+Decoding: ``checkpoint=True`` is what the authors' ``generate(do_sample=False)`` does (the model's
+``generation_config`` with its greedy processors, sampling off); ``checkpoint=False`` blanks the
+model's generation config for the call, so ``generate`` is pure greedy argmax.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +27,29 @@ from transformers import GenerationConfig
 
 def module_of(model, granularity: str, layer: int):
     block = model.model.layers[layer]
-    return {"attn": block.self_attn, "ffn": block.mlp, "block": block}[granularity]
+    return {"attn": block.self_attn, "attn_released": block.self_attn, "ffn": block.mlp, "block": block}[granularity]
+
+
+def _source_vector(model, src, granularity: str, layer: int) -> torch.Tensor:
+    """[H] the source vector at the last source token, from one batch-1 forward."""
+    seen = {}
+
+    def grab(_m, _a, out):
+        seen["out"] = _tensor(out)[0, -1].clone()
+
+    def grab_input(_m, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        seen["in"] = hidden[0, -1].clone()
+
+    handles = [module_of(model, granularity, layer).register_forward_hook(grab)]
+    if granularity == "attn_released":
+        handles.append(model.model.layers[layer].register_forward_pre_hook(grab_input, with_kwargs=True))
+    try:
+        model(src, logits_to_keep=1)  # the hooks need no logits (262k-vocabulary models: most of the cost)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen["in"] + seen["out"] if granularity == "attn_released" else seen["out"]
 
 
 def _tensor(output):
@@ -26,7 +59,7 @@ def _tensor(output):
 @dataclass
 class RefResult:
     token_ids: list[int]
-    margins: list[float]  # top-1 minus top-2 logit at each step
+    margins: list[float]  # top-1 minus top-2 processed score at each step
     logprob_sum: float
     entropy_first: float
     entropy_mean: float
@@ -35,19 +68,13 @@ class RefResult:
 @torch.inference_mode()
 def reference_generate(model, tokenizer, target: str, source: str | None, granularity: str | None,
                        source_layer: int | None, target_layer: int | None, max_new_tokens: int,
-                       eos_token_ids: list[int]) -> RefResult:
+                       eos_token_ids: list[int], checkpoint: bool = False) -> RefResult:
     handles = []
+    saved_config = model.generation_config
     try:
         if granularity is not None:
             src = tokenizer(source, return_tensors="pt").input_ids
-            seen = {}
-
-            def grab(_m, _a, out):
-                seen["v"] = _tensor(out)[0, -1].clone()
-
-            h = module_of(model, granularity, source_layer).register_forward_hook(grab)
-            model(src)
-            h.remove()
+            seen = {"v": _source_vector(model, src, granularity, source_layer)}
             first = {"pending": True}
 
             def put(_m, _a, out):
@@ -60,22 +87,29 @@ def reference_generate(model, tokenizer, target: str, source: str | None, granul
 
             handles.append(module_of(model, granularity, target_layer).register_forward_hook(put))
         ids = tokenizer(target, return_tensors="pt").input_ids
+        if checkpoint:
+            config = copy.deepcopy(saved_config) if saved_config is not None else GenerationConfig()
+        else:  # generate() fills unset fields from model.generation_config: blank it for this call
+            model.generation_config = GenerationConfig()
+            config = GenerationConfig()
+        config.update(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+                      eos_token_id=eos_token_ids, pad_token_id=tokenizer.pad_token_id)
         gen = model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
-            generation_config=GenerationConfig(
-                do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
-                eos_token_id=eos_token_ids, pad_token_id=tokenizer.pad_token_id,
-            ),
+            generation_config=config,
             output_logits=True,
+            output_scores=True,
             return_dict_in_generate=True,
         )
     finally:
+        model.generation_config = saved_config
         for h in handles:
             h.remove()
     new = gen.sequences[0, ids.shape[1]:].tolist()
-    logits = torch.stack([x[0].float() for x in gen.logits])  # [steps, V]
-    top2 = logits.topk(2, dim=-1).values
+    logits = torch.stack([x[0].float() for x in gen.logits])  # [steps, V] raw
+    scores = torch.stack([x[0].float() for x in gen.scores])  # [steps, V] processed: the choice
+    top2 = scores.topk(2, dim=-1).values
     logp = torch.log_softmax(logits, -1)
     ent = -(logp.exp() * logp).sum(-1)
     chosen = logp.gather(1, torch.tensor(new)[:, None])[:, 0]

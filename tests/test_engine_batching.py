@@ -10,7 +10,7 @@ from pipeline.engine import EngineOptions, TransplantEngine
 from pipeline.instances import Instance
 
 MAX_NEW = 8
-GRANS = ["attn", "ffn", "block"]
+GRANS = ["attn", "ffn", "block", "attn_released"]
 
 MIXED = [
     Instance("short", "de", "Ja?", "Yes? Answer in a full sentence, please.", "ja"),
@@ -48,6 +48,20 @@ def test_mixed_lengths_batched_equal_alone(tiny):
             assert other.logprob_sum == pytest.approx(gen.logprob_sum, abs=1e-4)
 
 
+def test_instance_batches_group_similar_lengths(tiny):
+    """Length-aware planning: a long context is batched with long prompts, not with short ones."""
+    model, tok = tiny
+    engine = TransplantEngine(model, tok, EngineOptions(instance_batch=2))
+    lengths = [300, 12, 290, 15, 40, 35]  # longer of (source, target prefix) per instance
+    tokens = [([1] * n, [1] * 5) for n in lengths]
+    batches = engine.instance_batches(tokens)
+    assert sorted(n for b in batches for n in b) == list(range(len(lengths)))
+    assert batches == [[1, 3], [5, 4], [2, 0]]
+    # In input order the batches would pad 12 -> 300, 15 -> 290 and 35 -> 40 tokens.
+    padded = sum(len(b) * max(lengths[n] for n in b) for b in batches)
+    assert padded == 2 * 15 + 2 * 40 + 2 * 300
+
+
 @pytest.mark.parametrize("chunk_size", [1, 5, 64])
 def test_chunk_size_does_not_change_results(tiny, chunk_size):
     model, tok = tiny
@@ -68,7 +82,10 @@ def test_out_of_memory_halves_chunk_and_keeps_results(tiny, caplog):
 
 @pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
 def test_same_prompt_diagonal_reproduces_vanilla(arch):
-    """Source prompt = target prompt: config (i, i) puts back the value that was there."""
+    """Source prompt = target prompt: config (i, i) puts back the value that was there.
+
+    Not for attn_released: its vector h + a written over a makes the stream 2h + a (by design).
+    """
     model, ref_model, tok = tiny_pair(arch, n_layers=4, init_range=0.3, seed=7)
     text = "Premise: it rains. Hypothesis: the street is wet. (1) Entail (2) Neutral (3) Contradict"
     inst = Instance("same", "en", text, text, "1")
@@ -77,6 +94,6 @@ def test_same_prompt_diagonal_reproduces_vanilla(arch):
     ref = reference_generate(ref_model, tok, text, None, None, None, None, MAX_NEW, [tok.eos_token_id])
     assert min(ref.margins) > 1e-4  # no near-tie: equality below is exact, not luck
     assert vanilla == ref.token_ids
-    for g in GRANS:
+    for g in ("attn", "ffn", "block"):
         for i in range(4):
             assert gens[(0, g, i, i)].token_ids == vanilla, (g, i)

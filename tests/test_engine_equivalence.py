@@ -1,7 +1,7 @@
 """The engine against the naive per-config method (tests/reference.py): same greedy outputs.
 
-For each of the paper's architectures (LLaMA, Mistral, Qwen2; tiny random configs) x attn/ffn/block
-x all N^2 (source, target) pairs and vanilla, in float32: generated ids identical, except after a
+For each of the paper's architectures (LLaMA, Mistral, Qwen2; tiny random configs) x
+attn/ffn/block/attn_released x all N^2 (source, target) pairs and vanilla, in float32: generated ids identical, except after a
 step where the reference's top-2 logit margin is below 1e-4 (a true near-tie, where float
 reassociation may legitimately flip the argmax).
 """
@@ -47,8 +47,9 @@ def test_engine_matches_per_config_generate(arch, seed):
     engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=MAX_NEW, chunk_size=13, instance_batch=2), eos)
     n = engine.n_layers
     pairs = [(i, j) for i in range(n) for j in range(n)]
-    gens = list(engine.run(INSTANCES, ["attn", "ffn", "block"], pairs))
-    assert len(gens) == len(INSTANCES) * (1 + 3 * n * n)
+    grans = ["attn", "ffn", "block", "attn_released"]
+    gens = list(engine.run(INSTANCES, grans, pairs))
+    assert len(gens) == len(INSTANCES) * (1 + len(grans) * n * n)
     exact = stopped_early = 0
     for gen in gens:
         c = gen.config
@@ -67,3 +68,9 @@ def test_engine_matches_per_config_generate(arch, seed):
     # Transplants must change something, or the comparison proves little.
     vanilla = {g.config.instance: g.token_ids for g in gens if g.config.granularity is None}
     assert sum(g.token_ids != vanilla[g.config.instance] for g in gens) > len(gens) // 4
+    # attn_released must be a different transplant from attn (it adds the source layer's input).
+    by_key = {(c.instance, c.granularity, c.source_layer, c.target_layer): g.token_ids
+              for g in gens for c in [g.config]}
+    differ = sum(by_key[(x, "attn", i, j)] != by_key[(x, "attn_released", i, j)]
+                 for x in range(len(INSTANCES)) for i, j in pairs)
+    assert differ > 0

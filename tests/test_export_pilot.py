@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import export, pilot
+from pipeline.errors import PipelineError
 from pipeline.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "xtransplant-data"
@@ -118,3 +119,30 @@ def test_command_line_entry_points(module: str, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown task 'xnlii'") and bad.stderr.count("\n") == 1
     assert "Traceback" not in bad.stderr and not (tmp_path / "x.jsonl").exists()
+
+
+def test_culturalbench_hard_exports_its_rule_and_pilots_whole_questions(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets.config
+    from cultural_fixtures import HARD_ROWS, culturalbench_csv, hard_ids, translations
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    data = culturalbench_csv(tmp_path / "CulturalBench-Hard.csv", hard=True)
+    argv = ["task=culturalbench", "task.variant=hard", "task.split=all", "task.langs=[zh,pl]",
+            f"task.hub.data_files={data}", f"task.hub.cache_dir={tmp_path / 'cache'}",
+            f"task.translations={translations(tmp_path / 't.jsonl', hard_ids(HARD_ROWS))}"]
+    export.main([*argv, f"out={tmp_path / 'hard.jsonl'}"])
+    rows = records(tmp_path / "hard.jsonl")
+    assert len(rows) == 12 and {r["scoring"] for r in rows} == {"truefalse"}
+    frozen = load_task({"name": "jsonl", "path": str(tmp_path / "hard.jsonl")})
+    assert [i.answer for i in frozen.instances()] == [r["answer"] for r in rows]
+    assert all(frozen.score(i, i.answer) and not frozen.score(i, "True or False") for i in frozen.instances())
+    pilot.main([*argv, "n=1", f"out={tmp_path / 'pilot.jsonl'}"])
+    drawn = records(tmp_path / "pilot.jsonl")
+    questions = {lang: {r["id"].rsplit("-", 1)[0] for r in drawn if r["lang"] == lang} for lang in ("zh", "pl")}
+    assert len(drawn) == 8 and all(len(q) == 1 for q in questions.values())  # one whole question per language
+    broken = tmp_path / "broken.jsonl"
+    unlabelled = {key: value for key, value in rows[0].items() if key != "choices"}
+    broken.write_text(json.dumps({**unlabelled, "answer": "maybe"}) + "\n")
+    with pytest.raises(PipelineError, match=r"'scoring' is 'truefalse' but 'answer' 'maybe' is not True or False"):
+        load_task({"name": "jsonl", "path": str(broken)}).instances()

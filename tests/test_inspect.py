@@ -3,7 +3,9 @@
 The lens is checked against independent computations on the tiny model: the last layer's vanilla
 lens is the model's own next-token distribution; a block transplant of source layer N-1 into
 target layer j makes the lens at j the source prompt's own next-token distribution, and leaves
-layers below j as vanilla. Hooks are gone afterwards. The CLI runs in-process.
+layers below j as vanilla; an attn_released transplant equals a hand-hooked forward with the source
+layer's input plus attention output written over the target layer's attention output
+(tests/reference.py). Hooks are gone afterwards. The CLI runs in-process.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference import _source_vector, module_of
 
 from pipeline.errors import PipelineError
 from pipeline.inspect import lens_probs
 from pipeline.inspect import main as inspect_main
+from pipeline.schema import GRANULARITIES
 from pipeline.tiny import TinySpec, build_tiny
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "xtransplant-data"
@@ -36,7 +40,7 @@ def next_token_probs(model, tokenizer, text: str) -> torch.Tensor:
         return torch.softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
 
 
-@pytest.mark.parametrize("granularity", ["attn", "ffn", "block"])
+@pytest.mark.parametrize("granularity", GRANULARITIES)
 def test_vanilla_last_layer_is_the_models_own_prediction(tiny, granularity):
     model, tok = tiny
     probs = lens_probs(model, tok, PROMPT, SOURCE, granularity, source_layer=3, target_layer=1)
@@ -56,13 +60,42 @@ def test_block_transplant_of_the_last_source_layer_reads_as_the_source_predictio
     torch.testing.assert_close(probs[1, :target_layer], probs[0, :target_layer])
 
 
+@pytest.mark.parametrize("source_layer,target_layer", [(3, 0), (1, 2)])
+def test_attn_released_lens_equals_a_hand_hooked_forward(tiny, source_layer, target_layer):
+    """Layer i's input + attention output (last source token) over layer j's attention output."""
+    model, tok = tiny
+    probs = lens_probs(model, tok, PROMPT, SOURCE, "attn_released", source_layer, target_layer)
+    vector = _source_vector(model, torch.tensor([tok(SOURCE)["input_ids"]]), "attn_released", source_layer)
+
+    def put(_m, _a, out):
+        hidden = out[0].clone()
+        hidden[0, -1] = vector
+        return (hidden, *out[1:])
+
+    outputs = []  # each decoder layer's output hidden state at the last prompt token
+    handles = [module_of(model, "attn", target_layer).register_forward_hook(put)]
+    handles += [layer.register_forward_hook(lambda _m, _a, out: outputs.append(out[0, -1].clone()))
+                for layer in model.model.layers]
+    try:
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([tok(PROMPT)["input_ids"]]))
+            expected = torch.softmax(model.lm_head(model.model.norm(torch.stack(outputs))).float(), dim=-1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(probs[1], expected, atol=1e-5, rtol=1e-4)
+    attn = lens_probs(model, tok, PROMPT, SOURCE, "attn", source_layer, target_layer)
+    assert not torch.allclose(attn[1, target_layer:], probs[1, target_layer:])
+
+
 def test_hooks_are_removed_and_outputs_unchanged(tiny):
     model, tok = tiny
     before = next_token_probs(model, tok, PROMPT)
     lens_probs(model, tok, PROMPT, SOURCE, "attn", source_layer=2, target_layer=0)
+    lens_probs(model, tok, PROMPT, SOURCE, "attn_released", source_layer=2, target_layer=0)
     with pytest.raises(PipelineError, match="target_layer=4 out of range"):
         lens_probs(model, tok, PROMPT, SOURCE, "ffn", source_layer=0, target_layer=4)
-    assert all(not m._forward_hooks for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     torch.testing.assert_close(next_token_probs(model, tok, PROMPT), before, atol=0, rtol=0)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 
 import pytest
 from reduce_rows import example_rows, row, write_example_run, write_run_json, write_shard
@@ -26,7 +28,7 @@ def summary_of(report_dir):
 
 def test_summary_contract_and_hand_computed_values(tmp_path):
     run_dir = write_example_run(tmp_path / "run")
-    reduce.main([f"run={run_dir}", NO_FIGURES])
+    reduce.main([f"run={run_dir}", NO_FIGURES, "report.lid_model=none"])
     summary = summary_of(run_dir / "report")
     (entry,) = summary["runs"]
     assert {k: entry[k] for k in ("model", "task", "granularity", "n_layers", "n_instances")} == {
@@ -194,13 +196,70 @@ def test_failed_reduce_keeps_previous_report(tmp_path, capsys):
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
 
 
-def test_rerun_replaces_report(tmp_path):
+def test_rerun_replaces_its_own_report_but_never_a_users_file(tmp_path, capsys):
     run_dir = write_example_run(tmp_path / "run")
     reduce.main([f"run={run_dir}", NO_FIGURES])
-    (run_dir / "report" / "stale.txt").write_text("old")
+    report = run_dir / "report"
+    first = summary_of(report)["generated_at"]
+    assert (report / reduce.REPORT_MARKER).is_file()
+    reduce.main([f"run={run_dir}", "report.configs=[[1,1]]", NO_FIGURES])
+    assert summary_of(report)["options"]["configs"] == [[1, 1]] and summary_of(report)["generated_at"] >= first
+    (report / "notes.txt").write_text("my notes")
+    _fails(capsys, [f"run={run_dir}", NO_FIGURES], f"out={report} holds notes.txt, which is not part of the report")
+    assert (report / "notes.txt").read_text() == "my notes"
+
+
+def test_report_from_before_the_marker_is_recognised(tmp_path):
+    run_dir = write_example_run(tmp_path / "run")
     reduce.main([f"run={run_dir}", NO_FIGURES])
-    assert not (run_dir / "report" / "stale.txt").exists()
-    assert (run_dir / "report" / "summary.json").is_file()
+    (run_dir / "report" / reduce.REPORT_MARKER).unlink()
+    reduce.main([f"run={run_dir}", NO_FIGURES])
+    assert (run_dir / "report" / reduce.REPORT_MARKER).is_file()
+
+
+def _snapshot(path):
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target,message", [
+    ("{run}", "would replace run directory"),
+    ("{tmp}", "would replace run directory"),
+    ("{tmp}/mine", "is not a report directory written by pipeline.reduce"),
+    ("{tmp}/mine/data.csv", "exists and is not a directory"),
+    ("{run}/shards", "lies inside the shards of run"),
+    ("{run}/shards/report", "lies inside the shards of run"),
+])  # fmt: skip
+def test_out_never_replaces_results_or_user_files(tmp_path, capsys, target, message):
+    run_dir = tmp_path / "run"
+    write_shard(run_dir / "shards" / "shard-000000-of-000001.parquet", example_rows())
+    write_run_json(run_dir)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.csv").write_text("a,b\n1,2\n")
+    before = _snapshot(tmp_path)
+    out = target.format(run=run_dir, tmp=tmp_path)
+    _fails(capsys, [f"run={run_dir}", f"out={out}", NO_FIGURES], message)
+    assert _snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "run"]
+
+
+def test_truncated_shard_is_named_in_one_line(tmp_path, capsys):
+    run_dir = write_example_run(tmp_path / "run")
+    shard = run_dir / "worker-1" / "shard-1.parquet"
+    shard.write_bytes(shard.read_bytes()[:200])
+    _fails(capsys, [f"run={run_dir}", NO_FIGURES], f"{shard}: not a readable Parquet file")
+    assert not (run_dir / "report").exists()
+
+
+def test_report_gets_the_users_umask(tmp_path):
+    run_dir = write_example_run(tmp_path / "run")
+    previous = os.umask(0o022)
+    try:
+        reduce.main([f"run={run_dir}", NO_FIGURES])
+    finally:
+        os.umask(previous)
+    report = run_dir / "report"
+    assert stat.S_IMODE(report.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in report.iterdir()} == {0o644}
 
 
 def test_run_raises_pipeline_error_directly(tmp_path):

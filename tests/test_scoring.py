@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from pipeline.instances import Instance
-from pipeline.scoring import RULES, choice_correct, contains_correct, default_rule, letter_correct, score
+from pipeline.scoring import (
+    RULES,
+    choice_correct,
+    contains_correct,
+    default_rule,
+    letter_correct,
+    score,
+    truefalse_correct,
+)
 
 XNLI_WORDS = {"1": "Entail", "2": "Neutral", "3": "Contradict"}
 
@@ -44,13 +52,14 @@ def test_xnli_choice_rule(response: str, expected: bool) -> None:
     assert choice_correct(response, "1", ("1", "2", "3"), XNLI_WORDS) is expected
 
 
-# The French label words of the release carry their own "(n) " prefix.
+# The French label words of the release carry their own "(n)\xa0" prefix (a no-break space).
 @pytest.mark.parametrize(
     "response, expected",
-    [("(3) Contraire", True), ("Contraire", False), ("(3)", True), ("(3) Contraire (1) Entraîner", False)],
+    [("(3)\xa0Contraire", True), ("(3) Contraire", True), ("Contraire", False), ("(3)", True),
+     ("(3) Contraire (1)\xa0Entraîner", False), ("(3) Contraire, pas Entraîner", True)],  # the bare word is not the prefixed label word
 )
 def test_xnli_choice_rule_with_prefixed_label_words(response: str, expected: bool) -> None:
-    words = {"1": "(1) Entraîner", "2": "(2) Neutre", "3": "(3) Contraire"}
+    words = {"1": "(1)\xa0Entraîner", "2": "(2)\xa0Neutre", "3": "(3)\xa0Contraire"}
     assert choice_correct(response, "3", ("1", "2", "3"), words) is expected
 
 
@@ -121,6 +130,39 @@ def test_letter_rule(response: str, expected: bool) -> None:
     assert letter_correct(response, "B") is expected
 
 
+# CulturalBench-Hard: one true/false judgement per question-option pair.
+TRUEFALSE = [
+    ("True", "True", True),
+    ("true", "True", True),
+    ("TRUE.", "True", True),
+    (" True, because red envelopes are given.", "True", True),
+    ("False", "True", False),
+    ("True or False", "True", False),  # both named: no judgement
+    ("It is not false, it is true", "True", False),
+    ("", "True", False),
+    ("Yes", "True", False),
+    ("Correct", "True", False),
+    ("untrue", "False", False),  # a word, not a substring
+    ("Truth", "True", False),
+    ("False", "False", True),
+    ("false!", "False", True),
+    ("The answer is false.", "False", True),
+    ("FALSE", "False", True),
+    ("(False)", "False", True),
+    ("True", "False", False),
+    ("Falsely", "False", False),
+    ("1", "True", False),  # no numeric judgements
+    ("My answer would be: True\nHuman:", "True", True),
+    ("true-ish", "True", True),  # "true" stands as a word before the hyphen
+    ("false\nfalse", "False", True),
+]
+
+
+@pytest.mark.parametrize("response, gold, expected", TRUEFALSE)
+def test_truefalse_rule(response: str, gold: str, expected: bool) -> None:
+    assert truefalse_correct(response, gold) is expected
+
+
 # XQuAD: gold contained, lower-cased; MKQA: any alias.
 CONTAINS = [
     ("1907", ["1907"], True),
@@ -160,7 +202,11 @@ def test_score_dispatches_on_rule_and_instance_fields() -> None:
     assert score("letter", Instance("c", "de", "p", "s", "A", choices=("A", "B")), "a")
     assert score("contains", qa, "Neunzehnhundertsieben!")
     assert default_rule(mc) == "choice" and default_rule(qa) == "contains"
-    assert set(RULES) == {"choice", "letter", "contains"}
+    assert set(RULES) == {"choice", "letter", "contains", "truefalse"}
+    judgement = Instance("d", "pl", "p", "s", "False", choices=("True", "False"))
+    assert score("truefalse", judgement, "False.") and not score("truefalse", judgement, "True")
+    with pytest.raises(ValueError, match=r"needs answer True or False"):
+        score("truefalse", mc, "True")
     with pytest.raises(ValueError):
         score("choice", qa, "1907")
     with pytest.raises(ValueError):

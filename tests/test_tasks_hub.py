@@ -1,5 +1,6 @@
 """``source=hub`` loaders, offline: real XNLI/XQuAD/XCOPA/MKQA files from ``../shared/benchmarks``,
-small synthetic GlobalOpinionQA / CulturalBench files with their documented Hub schemas."""
+a small synthetic GlobalOpinionQA file with its documented Hub schema (CulturalBench:
+test_tasks_culturalbench.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
+from cultural_fixtures import translations
 
 from pipeline.errors import PipelineError
 from pipeline.tasks import load_task
@@ -66,7 +68,7 @@ def test_xnli_from_local_dev_files(cache: str) -> None:
         assert instance.choice_aliases == xnli_module.label_words("de")
     assert instances[0].answer == "2"  # dev row 0 is "neutral"
     assert instances[2490].lang == "sw" and instances[2490].source_prompt == instances[0].source_prompt
-    assert "(1) Folgerung\n(2) Neutral\n(3) Widerspruch" in instances[0].prompt
+    assert "(1) Nach sich ziehen\n(2) Neutral\n(3) Widersprechen" in instances[0].prompt  # the release's words
 
 
 def test_xnli_pilot_is_parallel_seeded_and_disjoint_from_unseen(cache: str) -> None:
@@ -220,12 +222,6 @@ def goqa_csv(path: Path) -> Path:
     return path
 
 
-def translations(path: Path, ids: list[str]) -> Path:
-    rows = [json.dumps({"id": i, "source_prompt": f"[translated] {i}"}) + "\n" for i in ids]
-    path.write_text("".join(rows), encoding="utf-8")
-    return path
-
-
 GOQA_IDS = ["globalopinionqa-00000-germany", "globalopinionqa-00001-germany", "globalopinionqa-00002-japan",
             "globalopinionqa-00002-mexico"]
 
@@ -274,47 +270,6 @@ def test_globalopinionqa_pilot_is_per_language(cache: str, tmp_path: Path) -> No
     task = hub("globalopinionqa", cache, {"data_files": str(data)}, split="pilot", pilot_size=1, langs=["de", "ja"],
                translations=str(translations(tmp_path / "t.jsonl", GOQA_IDS)))
     assert sorted(i.lang for i in task.instances()) == ["de", "ja"]
-
-
-# ---------------------------------------------------------------- CulturalBench (synthetic, Hub schema)
-
-
-def culturalbench_csv(path: Path, hard: bool = False) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        if hard:
-            writer.writerow(["data_idx", "question_idx", "prompt_question", "prompt_option", "answer", "country"])
-            writer.writerow([0, 0, "In China, what is given at New Year?", "Red envelopes", "TRUE", "China"])
-            return path
-        writer.writerow(["data_idx", "question_idx", "prompt_question", "prompt_option_a", "prompt_option_b",
-                         "prompt_option_c", "prompt_option_d", "answer", "country"])
-        writer.writerow([0, 10, "In China, what is given at New Year?", "Red envelopes", "Clocks", "Pears", "Knives",
-                         "A", "China"])
-        writer.writerow([1, 11, "In Poland, what is eaten on Christmas Eve?", "Turkey", "Carp", "Ham", "Tacos",
-                         "B", "Poland"])
-        writer.writerow([2, 12, "In Brazil, which dance is famous?", "Samba", "Tango", "Polka", "Waltz", "A", "Brazil"])
-    return path
-
-
-def test_culturalbench_easy(cache: str, tmp_path: Path) -> None:
-    data = culturalbench_csv(tmp_path / "CulturalBench-Easy.csv")
-    task = hub("culturalbench", cache, {"data_files": str(data)}, split="all", langs=["zh", "pl"],
-               translations=str(translations(tmp_path / "t.jsonl", ["culturalbench-10", "culturalbench-11"])))
-    instances = task.instances()
-    assert [(i.id, i.lang, i.answer) for i in instances] == [
-        ("culturalbench-10", "zh", "A"), ("culturalbench-11", "pl", "B")]
-    assert instances[0].prompt == render_options(
-        "In China, what is given at New Year?", ["Red envelopes", "Clocks", "Pears", "Knives"])
-    assert instances[0].choices == ("A", "B", "C", "D") and instances[0].response_lang == "en"
-    assert task.score(instances[1], "(B) Carp") and not task.score(instances[1], "Option B")
-
-
-def test_culturalbench_hard_is_refused(cache: str, tmp_path: Path) -> None:
-    data = culturalbench_csv(tmp_path / "CulturalBench-Hard.csv", hard=True)
-    task = hub("culturalbench", cache, {"data_files": str(data)}, langs=["zh"],
-               translations=str(translations(tmp_path / "t.jsonl", ["culturalbench-0"])))
-    with pytest.raises(PipelineError, match=r"not CulturalBench-Easy's .*Hard variant is not supported"):
-        task.instances()
 
 
 def test_cultural_pilot_needs_only_the_drawn_questions_translated(cache: str, tmp_path: Path) -> None:

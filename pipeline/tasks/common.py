@@ -6,8 +6,9 @@ gold) from one of two sources:
 * ``source=release``: the authors' released files under ``task.root`` (one JSON value per line,
   files of one language paired line by line with the pivot's);
 * ``source=hub``: the original dataset through ``datasets.load_dataset`` (a Hub id, or local
-  files through ``task.hub.data_files``), rendered with our translations of the paper's
-  templates (its Table 5 / Appendix D).
+  files through ``task.hub.data_files``), rendered with the paper's templates (its Table 5):
+  XNLI and XQuAD with the release's own per-language templates (byte-identical prompts), the
+  other tasks with our translations.
 
 A subclass declares its constants and implements ``_release_records`` and/or ``_hub_records``
 (reading through :mod:`pipeline.tasks.sources`); this base does the rest: config validation, the
@@ -181,7 +182,7 @@ class BuiltinTask:
     def _parse_groups(self) -> dict[str, list[str]]:
         groups = self.config["groups"]
         if groups is None:
-            return default_groups(self.langs)
+            return default_groups(self.langs, self.NAME)
         if not isinstance(groups, Mapping) or not all(
             isinstance(name, str) and not isinstance(members, str) and isinstance(members, Sequence)
             and all(isinstance(m, str) for m in members)
@@ -314,11 +315,11 @@ class BuiltinTask:
 
     def score(self, instance: Instance, response: str) -> bool:
         """True iff ``response`` is correct under the authors' rule for this task."""
-        return score(self.RULE, instance, response)
+        return score(self.rule(instance), instance, response)
 
     @property
     def groups(self) -> Mapping[str, Sequence[str]]:
-        """Resource groups (Table 3) of the configured languages, or ``task.groups``."""
+        """The task's Table 3 groups of the configured languages, or ``task.groups``."""
         return self._groups
 
     @property

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.scoring import RULES, default_rule, score
+from pipeline.scoring import RULES, TRUE_FALSE, default_rule, score
 from pipeline.tasks.languages import default_groups
 
 REQUIRED = ("id", "lang", "prompt", "source_prompt", "answer")
@@ -106,6 +106,8 @@ def parse_record(record: object, where: str) -> tuple[Instance, str]:
             raise _fail(where, f"field 'scoring' {rule!r} is not one of {', '.join(RULES)}")
         if rule == "choice" and choices is None:
             raise _fail(where, "field 'scoring' is 'choice' but there are no 'choices'")
+        if rule == "truefalse" and instance.answer not in TRUE_FALSE:
+            raise _fail(where, f"field 'scoring' is 'truefalse' but 'answer' {instance.answer!r} is not True or False")
     return instance, rule
 
 

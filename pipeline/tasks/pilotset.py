@@ -3,7 +3,8 @@
 The paper runs its full N x N sweeps on small PilotSets: 50 instances per language, drawn with
 seed 666. For multilingual tasks the same parallel items are drawn in every language (so the
 languages are compared on the same content); cultural tasks have different questions per
-culture, so each language is drawn on its own. GlobalOpinionQA's confidence filter (largest option
+culture, so each language is drawn on its own. A draw picks items, so an item made of several
+instances (a CulturalBench-Hard question: four true/false judgements) is kept whole. GlobalOpinionQA's confidence filter (largest option
 probability >= 0.8) is applied by its task before drawing. Selection keeps file order.
 """
 
@@ -37,8 +38,9 @@ def select_pilot(
         n: items per language (fewer when a language has fewer).
         seed: the random seed (the paper's 666).
         parallel: draw one set of items shared by all languages (multilingual tasks); only items
-            present in every language of the pool are eligible. Otherwise draw per language, in
-            sorted language order (cultural tasks).
+            present in every language of the pool are eligible. Otherwise draw ``n`` items per
+            language, in sorted language order (cultural tasks); with one instance per item this
+            is a draw of ``n`` instances.
 
     Returns:
         The selected records, in pool order.
@@ -52,11 +54,11 @@ def select_pilot(
         eligible = [item for item, seen in present.items() if len(seen) == len(langs)]
         chosen = set(rng.sample(eligible, min(n, len(eligible))))
         return [record for record in records if record.item in chosen]
-    keep: set[int] = set()
+    keep: set[tuple[str, str]] = set()
     for lang in langs:
-        positions = [i for i, record in enumerate(records) if record.instance.lang == lang]
-        keep.update(rng.sample(positions, min(n, len(positions))))
-    return [record for i, record in enumerate(records) if i in keep]
+        items = list(dict.fromkeys(record.item for record in records if record.instance.lang == lang))
+        keep.update((lang, item) for item in rng.sample(items, min(n, len(items))))
+    return [record for record in records if (record.instance.lang, record.item) in keep]
 
 
 def split_pool(

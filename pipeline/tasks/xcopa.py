@@ -1,17 +1,21 @@
 """XCOPA: the paper's out-of-distribution understanding task (target = non-English, source = the pivot).
 
-A premise, two alternatives and whether the cause or the effect is asked; scored by the authors'
-XCOPA rule, the choice rule on (1)/(2) without label words (:func:`pipeline.scoring.choice_correct`;
-"Option 1 ..." scores 0, as the paper notes).
+A premise, two alternatives and whether the cause or the effect is asked; scored by the choice
+rule of the authors' ``evaluation/XNLI.py`` on (1)/(2) without label words
+(:func:`pipeline.scoring.choice_correct`; "Option 1 ..." scores 0, as the paper notes). The
+template is our translation of the paper's multiple-choice prompts.
 
 Only a hub source exists (``cambridgeltl/xcopa``, one config per language, or the original
 ``data/<lang>/{val,test}.<lang>.jsonl`` files via ``task.hub.data_files``). Items are parallel by
 ``idx``. Two traps of the data are handled here:
 
 * XCOPA has no English. The English side of language L is the dataset's machine translation of L
-  into English (config ``translation-<L>``, files ``data-gmt/...``), as in the authors' release,
-  which pairs each language with its own English. English as a *target* needs the original COPA
-  (``task.hub.copa_data_files``, same schema), which is not on the Hub with test labels.
+  into English (config ``translation-<L>``, files ``data-gmt/...``), so each language is paired
+  with its own English. This is our choice: the authors' release holds no XCOPA data, prompt or
+  evaluation script (only the language list en ht id it sw ta tr vi zh in its ``transplant_attn``
+  shell script and an ``XCOPA_unseen`` output folder name in ``transplant_attn.py``). English as
+  a *target* needs the original COPA (``task.hub.copa_data_files``, same schema), which is not on
+  the Hub with test labels.
 * The ``question`` field (cause/effect) is wrong in some languages (th, tr, sw, ...); it is taken
   by ``idx`` from ``task.question_lang`` (default zh, consistent with et, ht, qu, ta and vi).
 """

@@ -6,80 +6,145 @@ the lower-cased response (the authors' rule, :func:`pipeline.scoring.contains_co
 Sources: the authors' release (``XQuAD/XQuAD_{sample,unseen}/{split,ans}/xquad.<lang>.json``)
 and the original dataset (``google/xquad``, configs ``xquad.<lang>``, split ``validation``, or the
 raw SQuAD-format files via ``task.hub.data_files``, flattened here). Questions are paired with the
-pivot's by their id, which is the same in all twelve languages.
+pivot's by their id, which is the same in all twelve languages. The hub source renders each
+question with the release's own template of its language (:data:`TEMPLATES`), so every released
+item rebuilt from the raw files is byte-identical to the released prompt
+(tests/test_tasks_release_prompts.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, BuiltinTask
-from pipeline.tasks.languages import ROLES, dialogue
 from pipeline.tasks.pilotset import Record
 from pipeline.tasks.sources import check_paired, expect_str, hub_defaults, hub_rows, read_json_lines, require_file
 
-# Our translations of the paper's XQuAD template: instruction, context and question captions,
-# the answer lead.
-PHRASES: dict[str, tuple[str, str, str, str]] = {
-    "en": (
-        "Please answer these questions only based on the given context.",
-        "Context",
-        "Question",
-        "My answer would be:",
+@dataclass(frozen=True)
+class XquadTemplate:
+    """The authors' XQuAD prompt in one language, as their release prints it (paper Table 5).
+
+    Byte-exact strings: role words and captions end in their separator (": ", Chinese "：" and,
+    for the captions, "： "), as released.
+    """
+
+    human: str
+    instruction: str
+    context: str
+    question: str
+    assistant: str
+    lead: str
+
+
+# The release's templates (XQuAD/XQuAD_{sample,unseen}/split/xquad.<lang>.json, identical in every item).
+TEMPLATES: dict[str, XquadTemplate] = {
+    "en": XquadTemplate(
+        human="Human: ",
+        instruction="Please answer these questions only based on the given context.",
+        context="Context: ",
+        question="Question: ",
+        assistant="Assistant: ",
+        lead="My answer would be:",
     ),
-    "ar": ("يرجى الإجابة عن هذه الأسئلة بالاعتماد على السياق المعطى فقط.", "السياق", "السؤال", "ستكون إجابتي:"),
-    "de": (
-        "Bitte beantworten Sie diese Fragen ausschließlich auf Grundlage des gegebenen Kontexts.",
-        "Kontext",
-        "Frage",
-        "Meine Antwort wäre:",
+    "ar": XquadTemplate(
+        human="الإنسان: ",
+        instruction="يرجى الإجابة على هذه الأسئلة فقط بناءً على السياق المعطى.",
+        context="سياق: ",
+        question="سؤال: ",
+        assistant="المساعد: ",
+        lead="إجابتي ستكون:",
     ),
-    "el": (
-        "Παρακαλώ απαντήστε σε αυτές τις ερωτήσεις με βάση μόνο το δοσμένο κείμενο.",
-        "Κείμενο",
-        "Ερώτηση",
-        "Η απάντησή μου θα ήταν:",
+    "de": XquadTemplate(
+        human="Mensch: ",
+        instruction="Bitte beantworten Sie diese Fragen nur auf der Grundlage des gegebenen Kontexts.",
+        context="Kontext: ",
+        question="Frage: ",
+        assistant="Assistent: ",
+        lead="Meine Antwort wäre:",
     ),
-    "es": (
-        "Responde a estas preguntas basándote solo en el contexto dado.",
-        "Contexto",
-        "Pregunta",
-        "Mi respuesta sería:",
+    "el": XquadTemplate(
+        human="Άνθρωπος: ",
+        instruction="Απαντήστε σε αυτές τις ερωτήσεις μόνο με βάση το δεδομένο πλαίσιο.",
+        context="Συμφραζόμενα: ",
+        question="Ερώτηση: ",
+        assistant="Βοηθός: ",
+        lead="Η απάντησή μου θα ήταν:",
     ),
-    "hi": ("कृपया इन प्रश्नों के उत्तर केवल दिए गए संदर्भ के आधार पर दें।", "संदर्भ", "प्रश्न", "मेरा उत्तर होगा:"),
-    "ro": (
-        "Vă rog să răspundeți la aceste întrebări numai pe baza contextului dat.",
-        "Context",
-        "Întrebare",
-        "Răspunsul meu ar fi:",
+    "es": XquadTemplate(
+        human="Humano: ",
+        instruction="Por favor, responda estas preguntas basándose únicamente en el contexto dado.",
+        context="Contexto: ",
+        question="Pregunta: ",
+        assistant="Asistente: ",
+        lead="Mi respuesta sería:",
     ),
-    "ru": (
-        "Пожалуйста, отвечайте на эти вопросы, опираясь только на данный контекст.",
-        "Контекст",
-        "Вопрос",
-        "Мой ответ был бы:",
+    "hi": XquadTemplate(
+        human="मानव: ",
+        instruction="कृपया इन प्रश्नों का उत्तर केवल दिए गए संदर्भ के आधार पर दें।",
+        context="संदर्भ: ",
+        question="प्रश्न: ",
+        assistant="सहायक: ",
+        lead="मेरा उत्तर होगा:",
     ),
-    "th": ("โปรดตอบคำถามเหล่านี้โดยอิงจากบริบทที่ให้มาเท่านั้น", "บริบท", "คำถาม", "คำตอบของฉันคือ:"),
-    "tr": ("Lütfen bu soruları yalnızca verilen bağlama dayanarak yanıtlayın.", "Bağlam", "Soru", "Cevabım şu olurdu:"),
-    "vi": (
-        "Hãy trả lời các câu hỏi này chỉ dựa trên ngữ cảnh đã cho.",
-        "Ngữ cảnh",
-        "Câu hỏi",
-        "Câu trả lời của tôi sẽ là:",
+    "ro": XquadTemplate(
+        human="Om: ",
+        instruction="Vă rugăm să răspundeți la aceste întrebări numai în funcție de contextul dat.",
+        context="Context: ",
+        question="Întrebare: ",
+        assistant="Ajutor: ",
+        lead="Răspunsul meu ar fi:",
     ),
-    "zh": ("请仅根据给定的上下文回答这些问题。", "上下文", "问题", "我的回答是："),
+    "ru": XquadTemplate(
+        human="Человек: ",
+        instruction="Пожалуйста, отвечайте на эти вопросы только на основе данного контекста.",
+        context="Контекст: ",
+        question="Вопрос: ",
+        assistant="Помощник: ",
+        lead="Мой ответ будет:",
+    ),
+    "th": XquadTemplate(
+        human="มนุษย์: ",
+        instruction="โปรดตอบคำถามเหล่านี้ตามบริบทที่กำหนดให้เท่านั้น",
+        context="บริบท: ",
+        question="คำถาม: ",
+        assistant="ผู้ช่วย: ",
+        lead="คำตอบของฉันจะเป็น:",
+    ),
+    "tr": XquadTemplate(
+        human="İnsan: ",
+        instruction="Lütfen bu soruları yalnızca verilen bağlama göre cevaplayın.",
+        context="Bağlam: ",
+        question="Soru: ",
+        assistant="Yardımcı: ",
+        lead="Cevabım şu olurdu:",
+    ),
+    "vi": XquadTemplate(
+        human="Con người: ",
+        instruction="Vui lòng trả lời những câu hỏi này chỉ dựa trên ngữ cảnh được đưa ra.",
+        context="Bối cảnh: ",
+        question="Câu hỏi: ",
+        assistant="Người trợ giúp: ",
+        lead="Câu trả lời của tôi sẽ là:",
+    ),
+    "zh": XquadTemplate(
+        human="人类：",
+        instruction="请仅根据给定的上下文回答这些问题。",
+        context="上下文： ",
+        question="问题： ",
+        assistant="助理：",
+        lead="我的回答是：",
+    ),
 }
 
 
 def render(lang: str, context: str, question: str) -> str:
-    """The XQuAD prompt in ``lang`` (our translation of the paper's template)."""
-    instruction, context_caption, question_caption, lead = PHRASES[lang]
-    colon = ROLES[lang][2]
-    body = f"{instruction}\n\n{context_caption}{colon}{context}\n{question_caption}{colon}{question}"
-    return dialogue(lang, body, lead)
+    """The XQuAD prompt in ``lang``, byte-identical to the release's prompt for the same question."""
+    t = TEMPLATES[lang]
+    return f"{t.human}{t.instruction}\n\n{t.context}{context}\n{t.question}{question}\n\n{t.assistant}{t.lead}"
 
 
 def flatten(rows: list[dict[str, Any]], what: str) -> Iterator[tuple[str, str, str, str]]:
@@ -116,7 +181,7 @@ class XquadTask(BuiltinTask):
     LANGS = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
     SOURCES = ("release", "hub")
     RELEASE_DIR = "XQuAD"
-    TEMPLATE_LANGS = tuple(PHRASES)
+    TEMPLATE_LANGS = tuple(TEMPLATES)
     HUB = hub_defaults("google/xquad", "xquad.{lang}", "validation")
 
     def _validate(self) -> None:

@@ -1,0 +1,200 @@
+"""``python -m pipeline.select``: fit a per-instance (source, target) selector, or evaluate one.
+
+    python -m pipeline.select fit run=PILOT_DIR [run=PILOT_DIR2 ...] out=SELECTOR_DIR [learner=logistic]
+    python -m pipeline.select evaluate selector=SELECTOR_DIR run=HELDOUT_DIR [out=REPORT_DIR]
+
+    options (conf/select.yaml): learner=hgb|logistic candidates=sl_tf|full granularities=[attn,ffn]
+    folds=5 seed=0 margin=null|FLOAT n_boot=1000 params.hgb.max_leaf_nodes=[7,31] params.logistic.C=[..]
+
+``fit`` reads sweeps run with ``features=true`` (at least the SourceLast and TargetFirst rows), picks
+hyperparameters and the margin by instance-grouped cross-validation, prints the per-fold report
+and writes the selector directory (selector.json, selector.joblib, cv.json, cv.md) atomically.
+``evaluate`` simulates the selection on held-out runs' rows (no generation) and writes
+selection.md / selection.json (default: the first run's ``selection/``). Then
+``python -m pipeline.sweep grid=selected grid.selector=SELECTOR_DIR`` runs it for real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.cli import CONF_DIR
+from pipeline.errors import PipelineError, exit_on_user_error
+
+USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
+COMMANDS = ("fit", "evaluate")
+REPORT_MARKER = "selection.json"
+
+
+def parse_argv(argv: list[str]) -> tuple[str, dict]:
+    """(command, options): ``run=`` may repeat or be a list; other keys override conf/select.yaml."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0 if argv else 2)
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise PipelineError(
+            f"unknown command {command!r}; valid: {', '.join(COMMANDS)} (python -m pipeline.select fit ...)"
+        )
+    runs: list[str] = []
+    dotlist: list[str] = []
+    extra: dict[str, str | None] = {"out": None, "selector": None}
+    for arg in rest:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise PipelineError(
+                f"expected key=value arguments, got {arg!r}; usage: python -m pipeline.select {command} run=DIR ..."
+            )
+        if key == "run":
+            items = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
+            runs += [v.strip().strip("'\"") for v in items if v.strip()]
+        elif key in extra:
+            extra[key] = value
+        else:
+            dotlist.append(arg)
+    base = OmegaConf.load(CONF_DIR / "select.yaml")
+    OmegaConf.set_struct(base, True)
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist(dotlist)), resolve=True)
+    except OmegaConfBaseException as err:
+        keys = ", ".join(["run", "out", "selector", *sorted(base)])
+        raise PipelineError(f"bad option: {' '.join(str(err).split()[:12])}; valid keys: {keys}") from err
+    return command, {**cfg, **extra, "run": runs}
+
+
+def fit_command(cfg: dict) -> Path:
+    from pipeline.select.data import load_table
+    from pipeline.select.fit import FitOptions, check_out, fit, save
+
+    if not cfg["out"]:
+        raise PipelineError("fit needs out=DIR (where the selector is written)")
+    out = Path(cfg["out"]).expanduser().resolve()
+    check_out(out)
+    margin = cfg["margin"]
+    options = FitOptions(
+        learner=str(cfg["learner"]), candidates=str(cfg["candidates"]),
+        granularities=tuple(cfg["granularities"]) if cfg["granularities"] else None,
+        folds=int(cfg["folds"]), seed=int(cfg["seed"]), margin=None if margin is None else float(margin),
+        params=cfg["params"], threads=None if cfg["threads"] is None else int(cfg["threads"]),
+    )  # fmt: skip
+    table = load_table(cfg["run"], options.candidates, options.granularities)
+    granularities = ", ".join(dict.fromkeys(g for g, _, _ in table.candidates))
+    print(f"[select] {table.n_instances} instances, {len(table.candidates)} candidates ({granularities}), "
+          f"{table.model} ({table.n_layers} layers); {options.folds}-fold grouped CV of {options.learner} "
+          f"over {len(options.grid())} setting(s)", flush=True)  # fmt: skip
+    selector, cv = fit(table, options)
+    text = cv_markdown(selector, cv)
+    print(text, flush=True)
+    save(selector, cv, out, text)
+    print(f"[select] selector written to {out}", flush=True)
+    return out
+
+
+def cv_markdown(selector, cv: dict) -> str:
+    """The per-fold report (accuracies in %)."""
+    cols = ["n_instances", "margin", "vanilla", "best_fixed", "learned", "ceiling", "transplanted", "gap_closed",
+            "log_loss"]  # fmt: skip
+    pct = {"vanilla", "best_fixed", "learned", "ceiling", "transplanted", "gap_closed"}
+
+    def cell(key, value):
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            return ""
+        if key in pct:
+            return f"{100 * value:.1f}"
+        if key == "n_instances":
+            return f"{value:.0f}" if isinstance(value, int) else f"{value:.1f}"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        f"# Selector: {selector.learner} {selector.params}, margin {selector.margin:.3f}", "",
+        f"Grouped {len(cv['folds'])}-fold cross-validation on the training runs (each fold's margin chosen on the "
+        "other folds; accuracies in %; best_fixed = the best single candidate of the other folds).", "",
+        "| fold | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols),
+    ]  # fmt: skip
+    for f in cv["folds"]:
+        lines.append(f"| {f['fold']} | " + " | ".join(cell(c, f.get(c)) for c in cols) + " |")
+    lines.append("| mean | " + " | ".join(cell(c, cv["mean"].get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_command(cfg: dict) -> Path:
+    from pipeline.select.data import load_table
+    from pipeline.select.evaluate import evaluate, markdown
+    from pipeline.select.fit import _plain, load
+
+    if not cfg["selector"]:
+        raise PipelineError("evaluate needs selector=DIR (made by python -m pipeline.select fit)")
+    if not cfg["run"]:
+        raise PipelineError("evaluate needs run=DIR: a held-out sweep with features=true and the selector's candidates")
+    selector = load(cfg["selector"])
+    out = Path(cfg["out"] or Path(cfg["run"][0]) / "selection").expanduser().resolve()
+    if out.exists() and not (out / REPORT_MARKER).is_file():
+        raise PipelineError(
+            f"out={out} exists and is not a selection report directory (no {REPORT_MARKER}); choose another out="
+        )
+    table = load_table(cfg["run"], selector.candidates, selector.granularities)
+    if table.n_layers != selector.n_layers:
+        raise PipelineError(
+            f"selector {cfg['selector']} was fitted on a model with {selector.n_layers} layers ({selector.model}); "
+            f"the runs come from {table.model} with {table.n_layers}: a selector only applies to its own model"
+        )
+    if table.model != selector.model:
+        print(f"[select] warning: selector fitted on {selector.model}, runs from {table.model}", flush=True)
+    missing = np.isnan(table.correct)
+    if missing.any():
+        k = int(np.flatnonzero(missing.any(axis=0))[0])
+        g, i, j = table.candidates[k]
+        raise PipelineError(
+            f"the runs lack rows of {int(missing.any(axis=0).sum())} of the selector's {len(table.candidates)} "
+            f"candidates for {int(missing.any(axis=1).sum())} instance(s) (e.g. {g} ({i}, {j})); sweep the held-out "
+            "set with the selector's candidates (grid=source_last and grid=target_first, or grid=full) and features=true"
+        )
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=None if cfg["threads"] is None else int(cfg["threads"])):
+        report = evaluate(selector, table, n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]))
+    text = markdown(report)
+    _write_report(out, _plain(report), text)
+    print(text, flush=True)
+    print(f"[select] report written to {out}", flush=True)
+    return out
+
+
+def _write_report(out: Path, report: dict, text: str) -> None:
+    """selection.json + selection.md into a temporary sibling, renamed into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (tmp / REPORT_MARKER).write_text(json.dumps(report, indent=1) + "\n")
+        (tmp / "selection.md").write_text(text)
+        if out.exists():  # the previous report moves aside first, so a failure leaves one of the two
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    command, cfg = parse_argv(sys.argv[1:] if argv is None else argv)
+    if command == "fit":
+        fit_command(cfg)
+    else:
+        evaluate_command(cfg)
+
+
+if __name__ == "__main__":
+    main()

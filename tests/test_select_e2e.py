@@ -1,0 +1,148 @@
+"""Learned selection end to end on the tiny model (issue 11): pilot sweep with features=true ->
+fit -> evaluate -> grid=selected sweep -> reduce with the "Learned selection" row.
+
+The tiny model is random, so its answers are scored with the ``contains`` rule against single
+characters it emits often: correctness then varies by config and instance, which is all the
+plumbing needs. The selector is fitted with margin=-1 (always transplant the best candidate) so the
+selected sweep must write config rows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import torch
+from sweeps import compose_sweep
+
+from pipeline import reduce
+from pipeline.results import shard_files
+from pipeline.select.__main__ import main as select_main
+from pipeline.select.features import read_features
+from pipeline.select.fit import load
+from pipeline.sweep import run as sweep_run
+from pipeline.tiny import TinySpec, build_tiny
+
+pytestmark = pytest.mark.slow  # tiny-model sweeps end to end (about 20 s on an idle CPU)
+
+N_LAYERS = 3
+PILOT_PAIRS = "[[2,0],[2,1],[2,2],[0,0],[1,0]]"  # SourceLast + TargetFirst of a 3-layer model
+
+
+def write_chars_task(path, n: int = 16):
+    answers = ["0", "b", "1", "3"]
+    lines = []
+    for k in range(n):
+        lang = ("de", "fr")[k % 2]
+        item = {"id": f"{lang}-{k}", "lang": lang, "prompt": f"[{lang}] Frage {k}: was ist {k * 7}?",
+                "source_prompt": f"Question {k}: what is {k * 7}?", "answer": answers[k % 4]}  # fmt: skip
+        lines.append(json.dumps(item))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def rows_of(run_dir):
+    return ds.dataset([str(p) for p in shard_files(run_dir)], format="parquet").to_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    task = write_chars_task(root / "task.jsonl")
+    base = [f"model.tiny.n_layers={N_LAYERS}", "max_new_tokens=6", "cluster=inprocess", "task=jsonl",
+            f"task.path={task}", "shard_size=8"]  # fmt: skip
+    pilot = sweep_run(compose_sweep([*base, "granularity=[attn,ffn]", "grid=pairs", f"grid.pairs={PILOT_PAIRS}",
+                                     "features=true", f"out_dir={root / 'pilot'}"]))  # fmt: skip
+    select_main(["fit", f"run={pilot}", f"out={root / 'selector'}", "folds=2", "threads=1", "margin=-1",
+                 "params.hgb.max_leaf_nodes=7", "params.hgb.max_iter=30", "params.hgb.min_samples_leaf=2"])  # fmt: skip
+    select_main(["evaluate", f"selector={root / 'selector'}", f"run={pilot}", "threads=1", "n_boot=200"])
+    selected_args = [*base, "grid=selected", f"grid.selector={root / 'selector'}", f"out_dir={root / 'selected'}"]
+    selected = sweep_run(compose_sweep(selected_args))
+    reduce.main([f"run={pilot}", f"run={selected}", f"out={root / 'report'}", "report.figures=false"])
+    return {"root": root, "task": task, "pilot": pilot, "selected": selected, "selected_args": selected_args}
+
+
+def test_features_are_written_per_shard_and_match_an_independent_forward(flow):
+    pilot = flow["pilot"]
+    names = sorted(p.name for p in (pilot / "shards").iterdir())
+    assert sorted(p.name for p in (pilot / "features").iterdir()) == names and len(names) == 2
+    features = read_features(pilot).to_pylist()
+    assert len(features) == 16 and all(f["n_layers"] == N_LAYERS for f in features)
+    vanilla = {r["instance_id"]: r for r in rows_of(pilot) if r["source_layer"] is None}
+    model, tok = build_tiny(TinySpec(n_layers=N_LAYERS))
+    prompts = {json.loads(x)["id"]: json.loads(x) for x in flow["task"].read_text().splitlines()}
+    for f in features:
+        item = prompts[f["instance_id"]]
+        with torch.inference_mode():
+            target = model(**tok(item["prompt"], return_tensors="pt"), output_hidden_states=True)
+            source = model(**tok(item["source_prompt"], return_tensors="pt"), output_hidden_states=True)
+        logp = torch.log_softmax(target.logits[0, -1].double(), -1)
+        entropy = float(-(logp.exp() * logp).sum())
+        top = logp.exp().topk(2).values
+        assert f["vanilla_entropy_first"] == pytest.approx(entropy, abs=1e-4)
+        assert f["vanilla_entropy_first"] == pytest.approx(vanilla[f["instance_id"]]["entropy_first"], abs=1e-4)
+        assert f["vanilla_top2_margin"] == pytest.approx(float(top[0] - top[1]), abs=1e-4)
+        for k in range(N_LAYERS - 1):  # hidden_states[k + 1]: output of decoder layer k (the last one is normed)
+            s, t = source.hidden_states[k + 1][0, -1], target.hidden_states[k + 1][0, -1]
+            cos = float(torch.nn.functional.cosine_similarity(s, t, dim=0))
+            assert f["cos_block"][k] == pytest.approx(cos, abs=1e-4)
+            assert f["log_norm_ratio_block"][k] == pytest.approx(float(torch.log(t.norm() / s.norm())), abs=1e-4)
+
+
+def test_selected_sweep_runs_vanilla_plus_the_chosen_config(flow):
+    selector = load(flow["root"] / "selector")
+    features = read_features(flow["selected"])
+    choice, _ = selector.choose(features)
+    ids = features["instance_id"].to_pylist()
+    expected = {iid: (None if k < 0 else selector.candidates[k]) for iid, k in zip(ids, choice, strict=True)}
+    assert any(v is not None for v in expected.values())
+    selected_rows = rows_of(flow["selected"])
+    key_of = lambda r: (r["instance_id"], r["granularity"], r["source_layer"], r["target_layer"])  # noqa: E731
+    pilot = {key_of(r): r for r in rows_of(flow["pilot"])}
+    configs = {}
+    for r in selected_rows:
+        key = key_of(r)
+        assert r["token_ids"] == pilot[key]["token_ids"] and r["correct"] == pilot[key]["correct"]
+        if r["source_layer"] is not None:
+            assert r["instance_id"] not in configs
+            configs[r["instance_id"]] = (r["granularity"], r["source_layer"], r["target_layer"])
+    assert configs == {iid: c for iid, c in expected.items() if c is not None}
+    vanilla = [(r["instance_id"], r["granularity"]) for r in selected_rows if r["source_layer"] is None]
+    assert sorted(vanilla) == sorted((iid, g) for iid in expected for g in selector.granularities)
+    meta = json.loads((flow["selected"] / "run.json").read_text())
+    assert meta["grid"] == "selected" and meta["selector"] == str(flow["root"] / "selector") and meta["features"]
+
+
+def test_reduce_reports_the_learned_row_as_evaluate_computes_it(flow):
+    evaluated = json.loads((flow["pilot"] / "selection" / "selection.json").read_text())["tasks"]["jsonl"]
+    summary = json.loads((flow["root"] / "report" / "summary.json").read_text())
+    by_grid = {(e["run"], e["granularity"]): e for e in summary["runs"]}
+    for granularity in ("attn", "ffn"):
+        pilot_entry = by_grid[(str(flow["pilot"]), granularity)]
+        overall = pilot_entry["overall"]
+        assert overall["learned_selection_accuracy"] == pytest.approx(evaluated["methods"]["Learned selection"]["All"])
+        assert overall["gap_closed"] == pytest.approx(evaluated["gap_closed"]["All"]["value"])
+        low, high = overall["gap_closed_ci"]
+        assert low <= overall["gap_closed"] <= high
+        for lang in ("de", "fr"):
+            assert pilot_entry["by_lang"][lang]["learned_selection_accuracy"] == pytest.approx(
+                evaluated["methods"]["Learned selection"][lang])
+        assert pilot_entry["learned_selection"]["run"] == str(flow["selected"])
+        own = by_grid[(str(flow["selected"]), granularity)]["overall"]
+        assert own["learned_selection_accuracy"] == overall["learned_selection_accuracy"] and own["gap_closed"] is None
+    report = (flow["root"] / "report" / "report.md").read_text()
+    assert "| Learned selection |" in report and "| Gap closed by learned [95% CI] |" in report
+
+
+def test_selected_sweep_resumes_without_recomputing(flow):
+    shards = sorted((flow["selected"] / "shards").glob("*.parquet"))
+    before = [p.stat().st_mtime_ns for p in shards]
+    kept = pq.read_table(shards[1])
+    shards[1].unlink()
+    sweep_run(compose_sweep(flow["selected_args"]))
+    assert shards[0].stat().st_mtime_ns == before[0]
+    assert pq.read_table(shards[1]).num_rows == kept.num_rows
+    assert np.all([r["config_hash"] == kept["config_hash"][0].as_py() for r in rows_of(flow["selected"])])
