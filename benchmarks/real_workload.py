@@ -2,7 +2,7 @@
 
 **Prompts**: real released items of mixed lengths, read with the release loaders
 (``pipeline.tasks.load_task``, ``task.source=release``, PilotSets) from the authors' data
-(``/work/shared/xtransplant-data`` or ``--data``): XNLI sw/ur/de (short premise + hypothesis),
+(``../shared/xtransplant-data`` next to the repository, or ``--data``): XNLI sw/ur/de (short premise + hypothesis),
 GlobalOpinionQA am/tl (a survey question, English target, the culture's language as source) and
 XQuAD th (a Wikipedia context: the long prompts). Instance k is item k // 6 of source k % 6, so
 any prefix of the list mixes lengths. Prompts are used as the sweep uses them: plain text, the
@@ -31,7 +31,7 @@ from pipeline.instances import Instance
 from pipeline.tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/xtransplant-data")
+DATA = REPO.parent / "shared" / "xtransplant-data"  # the README's ../shared/xtransplant-data
 # (task, language): the issue's real-length workload, short and long prompts interleaved
 SOURCES = [("xnli", "sw"), ("globalopinionqa", "am"), ("xquad", "th"),
            ("xnli", "ur"), ("globalopinionqa", "tl"), ("xnli", "de")]

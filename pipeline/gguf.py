@@ -212,8 +212,12 @@ def _convert(source: GGUFSource, work: Path) -> None:
     model.tie_weights()
     model.generation_config = loaded.generation_config
     shutil.rmtree(work / "source")
-    model.save_pretrained(work)
-    tokenizer.save_pretrained(work)
+    try:
+        model.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+    except OSError as err:  # a full disk, a quota
+        raise PipelineError(f"cannot write the converted checkpoint into {work.parent} ({err.strerror or err}); "
+                            f"free space there or set model.cache_dir=DIR") from err
     meta = {
         "gguf_file": source.name, "sha256": source.sha256, "origin": source.origin,
         "transformers": transformers.__version__, "converted": datetime.now(UTC).isoformat(timespec="seconds"),

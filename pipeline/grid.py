@@ -1,7 +1,8 @@
 """Which (source layer, target layer) pairs a run covers.
 
 ``full`` is the paper's N x N sweep (Sec. 3); ``source_last`` (i = N-1, all j) and ``target_first``
-(all i, j = 0) are the rows of its Table 4; ``coarse`` is the single pair and granularity of its
+(all i, j = 0) are the rows of its Table 4 and ``upper_bounds`` both at once (2N - 1 pairs, the
+SourceLast and TargetFirst upper bounds of one run); ``coarse`` is the single pair and granularity of its
 Table 2 per task, used on the unseen sets (Table 3); ``pairs`` is an explicit list; ``selected`` is
 one pair per instance, chosen by a learned selector (``pipeline.select``, issue 11). Vanilla rows
 always come along (the engine adds them). Layers count from 0 here and in the data (the paper counts from 1).
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 from pipeline.errors import PipelineError
 
-GRID_KINDS = ("full", "source_last", "target_first", "coarse", "pairs", "selected")
+GRID_KINDS = ("full", "source_last", "target_first", "upper_bounds", "coarse", "pairs", "selected")
 
 
 class CoarseSetting(NamedTuple):
@@ -103,6 +104,8 @@ def grid_pairs(spec: GridSpec, n_layers: int, task: str) -> list[tuple[int, int]
         return [(last, j) for j in range(n_layers)]
     if spec.kind == "target_first":
         return [(i, 0) for i in range(n_layers)]
+    if spec.kind == "upper_bounds":  # SourceLast, then TargetFirst without (last, 0) a second time
+        return [(last, j) for j in range(n_layers)] + [(i, 0) for i in range(last)]
     if spec.kind == "selected":  # chosen per instance by the selector (pipeline.select.apply)
         return []
     if spec.kind == "coarse":

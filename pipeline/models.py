@@ -93,6 +93,8 @@ class ModelFacts:
 
     n_layers: int
     revision: str
+    path: str | None = None  # the checkpoint to read (a GGUF's cache entry); None for tiny models
+    hub_revision: str | None = None
 
 
 def describe_model(spec: ModelSpec) -> ModelFacts:
@@ -104,16 +106,16 @@ def describe_model(spec: ModelSpec) -> ModelFacts:
     if spec.tiny is not None:
         return ModelFacts(n_layers=spec.tiny.n_layers, revision=_tiny_revision(spec.tiny))
     spec.check_path()
-    path, revision, gguf_revision = _checkpoint(spec)
+    path, revision_arg, gguf_revision = _checkpoint(spec)
     try:
-        config = AutoConfig.from_pretrained(path, revision=revision)
+        config = AutoConfig.from_pretrained(path, revision=revision_arg)
     except (OSError, ValueError) as err:
         raise PipelineError(f"cannot read the config of model.path '{spec.path}': {one_line(str(err))}") from err
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
     layers = decoder_layers(skeleton)
     revision = gguf_revision or getattr(config, "_commit_hash", None) or _local_revision(path)
-    return ModelFacts(n_layers=len(layers), revision=revision)
+    return ModelFacts(n_layers=len(layers), revision=revision, path=path, hub_revision=revision_arg)
 
 
 def _checkpoint(spec: ModelSpec) -> tuple[str, str | None, str | None]:

@@ -26,6 +26,7 @@ from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, con
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
+from pipeline.decoding import check_checkpoint
 from pipeline.models import describe_model
 from pipeline.progress import Progress
 from pipeline.rows import RunTags
@@ -66,6 +67,8 @@ def run(cfg: SweepConfig) -> Path:
     if not instances:
         raise PipelineError(f"task '{cfg.task.get('name')}' yields no instances for this split/langs")
     facts = describe_model(cfg.model)
+    if facts.path is not None:  # an unsupported generation setting is refused before anything is written
+        check_checkpoint(facts.path, facts.hub_revision, cfg.engine.decoding)
     n_layers = facts.n_layers
     task_name = str(cfg.task["name"])
     granularities = grid_granularities(cfg.grid, cfg.granularities, task_name)

@@ -18,6 +18,7 @@ from reference import reference_generate
 from sweeps import compose_sweep
 from test_engine_equivalence import assert_same_or_near_tie
 
+from pipeline import sweep
 from pipeline.decoding import check_checkpoint
 from pipeline.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError
@@ -127,6 +128,20 @@ def test_unsupported_setting_is_refused_at_start(tmp_path, field, value):
         TransplantEngine(loaded.model, loaded.tokenizer, EngineOptions())
     TransplantEngine(loaded.model, loaded.tokenizer, EngineOptions(decoding="plain"))  # the way out works
     assert check_checkpoint(str(tmp_path), None, "plain") == {}
+
+
+def test_sweep_refuses_an_unsupported_setting_before_writing(tmp_path):
+    """The driver reads generation_config.json before run.json or any shard is written."""
+    ckpt = tmp_path / "ckpt"
+    model, tok = build_tiny(TinySpec(arch="llama", n_layers=2))
+    model.generation_config.update(sequence_bias=[[[5], 2.0]])
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    out = tmp_path / "out"
+    cfg = compose_sweep(["model=hf", f"model.path={ckpt}", f"out_dir={out}", "cluster=inprocess"])
+    with pytest.raises(PipelineError, match="sequence_bias=.*decoding=plain"):
+        sweep.run(cfg)
+    assert not out.exists() or not any(out.rglob("*.json")) and not any(out.rglob("*.parquet"))
 
 
 def test_sampling_warpers_are_ignored_and_no_generation_config_works():

@@ -16,7 +16,7 @@ JOBS = [(f.name, j) for f in JOB_FILES for j in yaml.safe_load(f.read_text())["j
 
 
 @pytest.mark.parametrize("model", sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")))
-@pytest.mark.parametrize("grid", ["full", "source_last", "target_first", "coarse"])
+@pytest.mark.parametrize("grid", ["full", "source_last", "target_first", "upper_bounds", "coarse"])
 def test_model_and_grid_groups_compose(model, grid, tmp_path):
     overrides = [f"model={model}", f"grid={grid}", f"out_dir={tmp_path}"]
     if model == "hf":

@@ -61,6 +61,7 @@ def test_attn_released_is_a_granularity_of_the_sweep_and_the_cli(tmp_path):
 @pytest.mark.parametrize("grid,extra,expected", [
     ("source_last", [], {(2, 0), (2, 1), (2, 2)}),
     ("target_first", [], {(0, 0), (1, 0), (2, 0)}),
+    ("upper_bounds", [], {(2, 0), (2, 1), (2, 2), (0, 0), (1, 0)}),
     ("pairs", ["grid.pairs=[[0,2],[1,1]]"], {(0, 2), (1, 1)}),
 ])
 def test_grid_kinds(tmp_path, grid, extra, expected):

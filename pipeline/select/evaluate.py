@@ -101,10 +101,10 @@ def _task_report(selector, table, task, rows, learned, ceiling, choice, n_boot, 
         methods[name]["All"] = float(values[rows].mean())
 
     per_instance("Vanilla", table.vanilla.astype(float))
-    if task in COARSE:  # an Attn-level row: the run's attn, else attn_released (pipeline.grid)
+    if task in COARSE:  # an Attn-level row: attn_released (grid=coarse's default) if run, else attn
         level, source, target = COARSE[task]
         pick = {"first": 0, "last": n_layers - 1}
-        for g in ("attn", "attn_released") if level == "attn" else (level,):
+        for g in ("attn_released", "attn") if level == "attn" else (level,):
             values = _config_column(table, task, g, pick[source], pick[target])
             if values is not None:
                 per_instance(f"Coarse (Table 2: {g} ({pick[source]}, {pick[target]}))", values)
