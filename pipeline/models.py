@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from pipeline import gguf
 from pipeline.errors import PipelineError, one_line
@@ -156,6 +157,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     else:
         spec.check_path()
         path, hub_revision, gguf_revision = _checkpoint(spec)
+        hf_logging.disable_progress_bar()  # one bar per Ray worker would interleave in the sweep's log
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, revision=hub_revision)
             model = AutoModelForCausalLM.from_pretrained(
