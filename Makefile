@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## venv with the pinned torch, the project and its test tools
 
-DEMO_SWEEP = model=smollm2 task=sample grid=upper_bounds granularity=[attn,attn_released,ffn]
+# shard_size=3: six shards keep both 1-CPU workers busy to the end (two shards of 16 + 2 would not).
+DEMO_SWEEP = model=smollm2 task=sample grid=upper_bounds granularity=[attn,attn_released,ffn] shard_size=3
 
 demo: install  ## SmolLM2-135M-Instruct on the bundled sample (SourceLast + TargetFirst rows) via local Ray, then its report
 	$(PY) -m pipeline.sweep $(DEMO_SWEEP) out_dir=$(RUN)

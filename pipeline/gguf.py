@@ -199,6 +199,7 @@ def _convert(source: GGUFSource, work: Path) -> None:
     gguf_path = _materialize(source, work / "source")
     _check_readable(source, gguf_path)
     where, name = str(gguf_path.parent), gguf_path.name
+    transformers.utils.logging.disable_progress_bar()  # the "[gguf] converting" line says what happens
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
