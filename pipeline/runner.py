@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.config import DebugSpec
@@ -32,7 +32,8 @@ class RunPlan:
     out_dir: Path
     debug: DebugSpec
     features: bool = False  # write per-instance selector features (pipeline.select.features)
-    selector: object | None = None  # grid=selected: a fitted pipeline.select Selector
+    selector: str | None = None  # grid=selected: the selector's directory (each worker loads it; the
+    # fitted model is too large to travel as an actor argument without Ray's object-store warning)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ class ShardRunner:
         self.selection = None
         if plan.features or plan.selector is not None:
             from pipeline.select.apply import SelectionStage
+            from pipeline.select.fit import load as load_selector
 
+            if plan.selector is not None:
+                plan = self.plan = replace(plan, selector=load_selector(plan.selector))
             self.selection = SelectionStage(self.engine, self.loaded.tokenizer, plan, plan.engine.instance_batch)
 
     def run(self, shard: Shard) -> ShardDone:

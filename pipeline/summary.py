@@ -45,9 +45,10 @@ class ReportOptions:
 
 
 def unit_label(unit: UnitResults) -> str:
-    """Human title of a unit: model · task (prompt variant) · granularity · split."""
+    """Human title of a unit: model · task (prompt variant) · granularity [· split, when the task has one]."""
     task = unit.task + (f" ({unit.run.variant})" if unit.run.variant else "")
-    return f"{short_model(unit.model)} · {task} · {unit.granularity} · split={unit.run.split or 'unknown'}"
+    split = f" · split={unit.run.split}" if unit.run.split else ""
+    return f"{short_model(unit.model)} · {task} · {unit.granularity}{split}"
 
 
 def short_model(model: str) -> str:

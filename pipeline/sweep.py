@@ -136,7 +136,7 @@ def run(cfg: SweepConfig) -> Path:
         plan = RunPlan(
             model=cfg.model, task=cfg.task, granularities=granularities, pairs=pairs, engine=engine,
             tags=RunTags(cfg.model.name, task_name, n_layers, config_hash), out_dir=cfg.out_dir, debug=cfg.debug,
-            features=cfg.features, selector=selector,
+            features=cfg.features, selector=str(Path(cfg.grid.selector).resolve()) if selector is not None else None,
         )
         configs_per_shard = cfg.shard_size * (1 + len(granularities) * len(pairs))
         progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
