@@ -45,7 +45,7 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.report import write_markdown, write_tables
 from pipeline.results import UnitResults, attach_selections, load_run, shard_files
-from pipeline.shards import SHARD_DIR, umask
+from pipeline.shards import SHARD_DIR, replace_dir, umask
 from pipeline.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
@@ -239,13 +239,7 @@ def _write_atomically(summary: dict, out: Path, figures: bool) -> Path:
         summary["figures"] = sorted([*shared, *(f for fs in per_run.values() for f in fs)])
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
         write_markdown(summary, per_run, shared, tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)  # the previous one moves aside first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

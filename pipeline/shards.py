@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,6 +95,21 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Puts the finished directory ``tmp`` at ``out`` (reports, selectors: written whole, then renamed).
+
+    A previous ``out`` moves aside first and is removed only once the new one is in place, so a
+    failure at any point leaves one complete directory at ``out``, never a mix or nothing.
+    """
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+        out.rename(old / out.name)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:

@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.cli import CONF_DIR
 from pipeline.errors import PipelineError, exit_on_user_error
+from pipeline.shards import replace_dir
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
 COMMANDS = ("fit", "evaluate")
@@ -175,13 +176,7 @@ def _write_report(out: Path, report: dict, text: str) -> None:
     try:
         (tmp / REPORT_MARKER).write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "selection.md").write_text(text)
-        if out.exists():  # the previous report moves aside first, so a failure leaves one of the two
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)  # the previous one moves aside first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

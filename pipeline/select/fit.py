@@ -26,6 +26,7 @@ from sklearn.model_selection import GroupKFold
 from pipeline.errors import PipelineError
 from pipeline.select.data import Candidate, SelectionTable
 from pipeline.select.learners import LEARNERS, FeatureSpec, make_scorer
+from pipeline.shards import replace_dir
 
 MARKER = "selector.json"
 ARTEFACT = "selector.joblib"
@@ -253,13 +254,7 @@ def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
         (tmp / MARKER).write_text(json.dumps(_plain(meta), indent=1) + "\n")
         (tmp / "cv.json").write_text(json.dumps(_plain(cv), indent=1) + "\n")
         (tmp / "cv.md").write_text(describe)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        replace_dir(tmp, out)  # the previous one moves aside first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
