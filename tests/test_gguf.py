@@ -233,3 +233,14 @@ def run_cli(monkeypatch, capsys, tmp_path: Path, overrides: list[str]) -> str:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     return lines[0]
+
+
+def test_prepare_cli_names_the_package_problem(capsys):
+    """``python -m pipeline.gguf PACKAGE`` (make demo's conversion step): one line, exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        gguf.main(["no-such-model-package"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no-such-model-package" in err[0] and "pip install" in err[0]
+    with pytest.raises(SystemExit):
+        gguf.main([])
