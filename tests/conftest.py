@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import secrets
 import sys
@@ -37,3 +38,16 @@ def tiny_pair(arch: str, **kw):
 
     model, tok = build_tiny(TinySpec(arch=arch, **kw))
     return model, copy.deepcopy(model), tok
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Removes logging handlers a test's in-process Hydra app installed (Hydra's job logging binds
+    a handler to the sys.stdout of that moment: pytest's capture stream, closed after the test, so
+    a later test's log line would print "--- Logging error ---" into its captured stderr)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
