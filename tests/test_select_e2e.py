@@ -146,3 +146,17 @@ def test_selected_sweep_resumes_without_recomputing(flow):
     assert shards[0].stat().st_mtime_ns == before[0]
     assert pq.read_table(shards[1]).num_rows == kept.num_rows
     assert np.all([r["config_hash"] == kept["config_hash"][0].as_py() for r in rows_of(flow["selected"])])
+
+
+@pytest.mark.slow
+def test_selected_sweep_on_ray_equals_in_process(flow):
+    """On Ray each worker loads the selector from its directory: the same rows as in-process."""
+    args = [a for a in flow["selected_args"] if not a.startswith(("cluster=", "out_dir="))]
+    on_ray = sweep_run(compose_sweep([*args, "cluster=local", "cluster.num_workers=2",
+                                      f"out_dir={flow['root'] / 'selected-ray'}"]))
+
+    def keyed(run_dir):
+        return {(r["instance_id"], r["granularity"], r["source_layer"], r["target_layer"]): r["token_ids"]
+                for r in rows_of(run_dir)}
+
+    assert keyed(on_ray) == keyed(flow["selected"])
