@@ -42,6 +42,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from pipeline.errors import PipelineError, exit_on_user_error, one_line
+from pipeline.shards import umask
 
 CACHE_ENV = "XTRANSPLANT_CACHE"
 META_FILE = "gguf.json"  # written last: an entry without it is not a checkpoint
@@ -179,7 +180,7 @@ def cached_checkpoint(source: GGUFSource, cache_dir: Path) -> Path:
     try:
         print(f"[gguf] converting {source.name} ({source.origin}) into {entry}: once per machine", flush=True)
         _convert(source, work)
-        os.chmod(work, 0o777 & ~_umask())  # mkdtemp made it 0700; an entry is as readable as any dir
+        os.chmod(work, 0o777 & ~umask())  # mkdtemp made it 0700; an entry is as readable as any dir
         try:
             os.rename(work, entry)  # atomic; fails if another process published the entry first
         except OSError:
@@ -278,19 +279,6 @@ def _remove_stale_partials(cache_dir: Path, keep: Path) -> None:
             shutil.rmtree(item, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
-
-
-def _umask() -> int:
-    """The process umask (read from /proc where possible: setting it to read it is not thread-safe)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _fsync(path: Path) -> None:

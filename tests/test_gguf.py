@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pipeline import gguf
 from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec, describe_model, load_model
+from pipeline.shards import umask
 from pipeline.sweep import main as sweep_main
 
 TEXTS = ["the cat is on the table", "Der Hund schläft.", "天空是蓝色的"]
@@ -100,7 +101,7 @@ def test_converted_checkpoint_loads_like_the_gguf_and_is_converted_once(tiny_ggu
     assert entries(cache) == [sha]  # no temporary directory left
     assert {"config.json", "model.safetensors", "tokenizer.json", gguf.META_FILE} <= set(entries(entry))
     assert "quantization_config" not in (entry / "config.json").read_text()
-    assert entry.stat().st_mode & 0o777 == 0o777 & ~gguf._umask()  # not mkdtemp's 0700
+    assert entry.stat().st_mode & 0o777 == 0o777 & ~umask()  # not mkdtemp's 0700
     assert gguf.read_meta(entry)["sha256"] == sha
 
     def no_conversion(*_):
