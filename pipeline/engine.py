@@ -111,6 +111,17 @@ def first_argmax(x: torch.Tensor, block: int = 64) -> torch.Tensor:
     return first * block + inside
 
 
+def right_pad(seqs: Sequence[list[int]], pad: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as one right-padded batch: (ids [B, W], attention mask [B, W]); pad None -> 0."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), 0 if pad is None else pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+    return ids, mask
+
+
 CPU_CACHE_BYTES = 2 << 20  # [rows, V] logits of one block of rows fit in a core's L2 cache (2 MB here)
 
 
@@ -259,13 +270,7 @@ class TransplantEngine:
         targets = [target for _, target in tokens]
         prefixes = [t[:-1] for t in targets]
         seqs = sources + prefixes
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, seq in enumerate(seqs):
-            ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
+        ids, mask = right_pad(seqs, self.tokenizer.pad_token_id)
         n = len(members)
         kv = attention.SharedPrefixKV(self.n_layers)
         kv.record_prefix(torch.arange(n, 2 * n, device=self.device), [len(p) for p in prefixes])
@@ -280,9 +285,7 @@ class TransplantEngine:
                 **{attention.KV_KWARG: kv},
             )
         kv.stop_recording()
-        prompts = torch.full((n, max(len(t) for t in targets)), pad, dtype=torch.long)
-        for r, t in enumerate(targets):
-            prompts[r, : len(t)] = torch.tensor(t)
+        prompts, _ = right_pad(targets, self.tokenizer.pad_token_id)
         return _Prefilled(
             bank=bank,
             last_token=torch.tensor([t[-1] for t in targets], device=self.device),

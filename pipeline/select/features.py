@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from pipeline.engine import right_pad
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.results import FEATURES_DIR
@@ -108,13 +109,7 @@ class FeatureExtractor:
         sources = [self._ids(x.source_prompt, "source_prompt", x) for x in batch]
         targets = [self._ids(x.prompt, "prompt", x) for x in batch]
         seqs = sources + targets
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, seq in enumerate(seqs):
-            ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
+        ids, mask = right_pad(seqs, self.tokenizer.pad_token_id)
         n = len(batch)
         rows = torch.arange(2 * n, device=self.device)
         last = torch.tensor([len(s) - 1 for s in seqs], device=self.device)
