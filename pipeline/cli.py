@@ -17,8 +17,23 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.errors import PipelineError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("model", "task", "grid", "cluster")
+
+
+def _conf_dir() -> Path:
+    """The Hydra configs: ``pipeline/conf`` in an installed wheel, the checkout's ``conf/`` otherwise.
+
+    ``pyproject.toml`` maps the top-level ``conf/`` (their only source) to the ``pipeline.conf``
+    package, so a non-editable ``pip install`` carries them; an editable install and a plain
+    checkout read ``conf/`` beside the package.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "conf"
+    return installed if (installed / "config.yaml").is_file() else here.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
+GROUPS = ("model", "task", "grid", "cluster", "experiment")
+"""Config groups; ``experiment`` (``+experiment=main/xnli``, the paper's runs) is not in the defaults."""
 
 
 def check_group_choices(argv: list[str]) -> None:
@@ -28,7 +43,7 @@ def check_group_choices(argv: list[str]) -> None:
         key = key.lstrip("+~")
         if not sep or key not in GROUPS:
             continue
-        valid = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+        valid = sorted(p.relative_to(CONF_DIR / key).with_suffix("").as_posix() for p in (CONF_DIR / key).rglob("*.yaml"))
         for choice in value.split(","):
             if choice and choice not in valid:
                 raise PipelineError(f"unknown {key} '{choice}'; valid: {', '.join(valid)}")
@@ -60,7 +75,9 @@ def check_override_keys(argv: list[str], config_name: str = "config") -> None:
     if not keyed or GlobalHydra.instance().is_initialized():
         return
     choices = {
-        o.key_or_group: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
+        ("+" if o.is_add() else "") + o.key_or_group: (
+            list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
+        )
         for o in overrides
         if o.key_or_group in GROUPS and not o.is_delete()
     }
@@ -97,3 +114,23 @@ def config_errors() -> Iterator[None]:
         yield
     except OmegaConfBaseException as err:
         raise PipelineError(f"config: {err}") from err
+
+
+def check_overrides(argv: list[str], config_name: str) -> None:
+    """Composes ``config_name`` with ``argv`` once, so a value of the wrong type is one ``error:`` line.
+
+    For the typed configs (e.g. ``report.figures=maybe`` against ``conf/reduce.yaml``): Hydra would
+    print its composition error over several lines and exit 1.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    if GlobalHydra.instance().is_initialized():
+        return
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        try:
+            compose(config_name, overrides=[a for a in argv if not a.startswith("-")])
+        except (HydraException, OmegaConfBaseException) as err:
+            message = str(err).split("\nSet the environment variable HYDRA_FULL_ERROR")[0]
+            raise PipelineError(f"bad option: {message}") from err

@@ -17,8 +17,8 @@ a report directory this tool wrote (its ``.xtransplant-report`` marker file) hol
 the report's own files, and a report is never written over or inside a run directory's shards.
 A shard file that is not readable Parquet is named in one ``error:`` line.
 
-Command-line values are OmegaConf dotlist overrides of :class:`ReduceConfig`; ``run=`` may repeat
-(which Hydra forbids, so this entry parses argv itself) or be a list.
+A Hydra app: ``conf/reduce.yaml`` typed by :class:`ReduceConfig`. ``run=`` may repeat (joined into
+one list before Hydra, which would keep only the last) or be a list.
 """
 
 from __future__ import annotations
@@ -33,22 +33,23 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Dict, List, Optional  # noqa: UP035 (OmegaConf structured configs need typing generics)
+from typing import Any, List, Optional  # noqa: UP035 (OmegaConf structured configs need typing generics)
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__, plots
-from pipeline.errors import PipelineError, exit_on_user_error
+from pipeline.cli import CONF_DIR, check_override_keys, check_overrides, config_errors
+from pipeline.errors import PipelineError, exit_on_user_error, one_line
 from pipeline.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.report import write_markdown, write_tables
 from pipeline.results import UnitResults, attach_selections, load_run, shard_files
 from pipeline.shards import SHARD_DIR, replace_dir, umask
 from pipeline.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
 
-USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
 REPORT_MARKER = ".xtransplant-report"
 """Marker file in every report directory this tool writes: the only kind of ``out=`` it replaces."""
 
@@ -64,7 +65,7 @@ class ReportConfig:
     candidates: List[List[int]] = field(default_factory=lambda: [[0, 0], [-1, 0]])  # noqa: UP006  (source, target)
     include_vanilla: bool = False  # vanilla competes in entropy selection
     configs: List[List[int]] = field(default_factory=list)  # noqa: UP006  extra (source, target) table rows
-    groups: Dict[str, List[str]] = field(default_factory=dict)  # noqa: UP006  overrides run.json groups
+    groups: Any = None  # {group: [languages]} overriding run.json groups (Any: Hydra merges into a typed dict)
     figures: bool = True
 
 
@@ -77,30 +78,38 @@ class ReduceConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
-def parse_argv(argv: list[str]) -> ReduceConfig:
-    """``key=value`` arguments -> a validated :class:`ReduceConfig`; ``run=`` may repeat or be a list."""
+ConfigStore.instance().store(name="reduce_schema", node=ReduceConfig)
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """Joins repeated ``run=`` arguments into one ``run=[...]`` override (Hydra keeps only the last).
+
+    Paths are quoted, so any file name survives Hydra's override grammar; ``run=[a,b]`` lists are
+    parsed by Hydra's own parser. Every other argument passes through unchanged.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     runs: list[str] = []
     rest: list[str] = []
     for arg in argv:
-        if arg in ("-h", "--help"):
-            print(USAGE)
-            raise SystemExit(0)
         key, sep, value = arg.partition("=")
-        if not sep:
-            raise PipelineError(
-                f"expected key=value arguments, got {arg!r}; usage: python -m pipeline.reduce run=DIR [run=DIR2 ...]"
-            )
-        if key.lstrip("+") != "run":
+        if key.lstrip("+") != "run" or not sep:
             rest.append(arg)
-        elif value.startswith("[") and value.endswith("]"):
-            runs += [v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()]
+        elif value.startswith("["):
+            try:
+                runs += [str(v) for v in OverridesParser.create().parse_override(arg).value()]
+            except Exception as err:  # noqa: BLE001  Hydra's grammar errors have no common base class
+                raise PipelineError(f"bad run list {value!r}: {one_line(str(err))}") from err
         else:
             runs.append(value)
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(ReduceConfig), OmegaConf.from_dotlist(rest), {"run": runs})
-    except OmegaConfBaseException as err:
-        raise PipelineError(f"bad option: {err}") from err
-    return OmegaConf.to_object(cfg)
+    return [*rest, "run=[" + ",".join(_quoted(r) for r in runs) + "]"] if runs else rest
+
+
+def _quoted(path: str) -> str:
+    for quote in ("'", '"'):
+        if quote not in path and not path.endswith("\\"):
+            return quote + path + quote
+    raise PipelineError(f"run={path}: a path with both kinds of quotes (or a trailing backslash) is not supported")
 
 
 def slugs_for(units: list[UnitResults]) -> list[str]:
@@ -120,6 +129,11 @@ def run(cfg: ReduceConfig) -> Path:
     """Computes every metric over the runs of ``cfg`` and writes the report; returns its directory."""
     if not cfg.run:
         raise PipelineError("no run given; usage: python -m pipeline.reduce run=DIR [run=DIR2 ...]")
+    groups = cfg.report.groups
+    if groups is not None and not (
+        isinstance(groups, dict) and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in groups.values())
+    ):
+        raise PipelineError(f"report.groups must map group names to lists of languages, e.g. {{Low:[sw,ur]}}; got {groups!r}")
     options = ReportOptions(
         entropy=cfg.report.entropy,
         candidates=tuple(_pairs(cfg.report.candidates, "report.candidates")),
@@ -138,7 +152,7 @@ def run(cfg: ReduceConfig) -> Path:
     for path in cfg.run:
         check_readable(Path(path))
         try:
-            loaded = load_run(Path(path), lid.consistent if lid else None, dict(cfg.report.groups) or None)
+            loaded = load_run(Path(path), lid.consistent if lid else None, dict(groups or {}) or None)
         except (OSError, pa.ArrowException) as err:
             raise PipelineError(f"run {path}: cannot read its shards ({err})") from err
         if not loaded:
@@ -262,12 +276,31 @@ def _draw(entries: list[dict], out: Path) -> tuple[dict[str, list[str]], list[st
     return per_run, shared
 
 
+@hydra.main(config_path=str(CONF_DIR), config_name="reduce", version_base=None)
+@exit_on_user_error
+def _hydra_main(cfg: DictConfig) -> None:
+    with config_errors():
+        typed: ReduceConfig = OmegaConf.to_object(cfg)
+    out = run(typed)
+    log.info("report written to %s", out)
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m pipeline.reduce run=DIR [run=DIR2 ...] [out=DIR] [report.*=...]``."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    out = run(parse_argv(sys.argv[1:] if argv is None else argv))
-    log.info("report written to %s", out)
+    """CLI: ``python -m pipeline.reduce run=DIR [run=DIR2 ...] [out=DIR] [report.*=...]``.
+
+    A Hydra app (``conf/reduce.yaml``, typed by :class:`ReduceConfig`): ``--help``, ``--cfg job``
+    and multirun work as for the sweep. ``argv`` (tests) stands in for the command line.
+    """
+    args = hydra_argv(sys.argv[1:] if argv is None else list(argv))
+    check_override_keys(args, config_name="reduce")
+    check_overrides(args, config_name="reduce")
+    saved = sys.argv
+    sys.argv = [saved[0], *args]
+    try:
+        _hydra_main()
+    finally:
+        sys.argv = saved
 
 
 if __name__ == "__main__":

@@ -43,3 +43,24 @@ def test_job_entrypoint_is_a_valid_sweep(file, job, monkeypatch, shared_dir, tmp
     cfg = compose_sweep(argv[3:])
     assert Path(cfg.out_dir).is_relative_to(tmp_path)
     load_task(cfg.task)  # task keys, languages and (for release) the data root are valid
+
+
+EXPERIMENTS = sorted(p.relative_to(REPO / "conf" / "experiment").with_suffix("").as_posix()
+                     for p in (REPO / "conf" / "experiment").rglob("*.yaml"))  # fmt: skip
+
+
+def test_every_experiment_is_a_job_and_every_job_an_experiment():
+    used = {a.split("=", 1)[1] for _, j in JOBS for a in shlex.split(j["entrypoint"]) if a.startswith("+experiment=")}
+    assert used == set(EXPERIMENTS)
+    for _, job in JOBS:  # jobs/ is the list of runs: an experiment, a model and at most the other grid
+        assert len(shlex.split(job["entrypoint"])) <= 6, job
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_its_task_into_its_family_folder(experiment, monkeypatch, tmp_path):
+    monkeypatch.setenv("XT_RESULTS", str(tmp_path))
+    family, task = experiment.split("/")
+    cfg = compose_sweep([f"+experiment={experiment}", "model=qwen2"])
+    assert cfg.task["name"] == task
+    assert Path(cfg.out_dir).relative_to(tmp_path).parts[:3] == (family, "qwen2", task)
+    assert compose_sweep([f"+experiment={experiment}", "model=qwen2", "task.limit=3"]).task["limit"] == 3

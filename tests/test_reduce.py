@@ -15,6 +15,7 @@ import pytest
 from reduce_rows import example_rows, row, write_example_run, write_run_json, write_shard
 
 from pipeline import reduce
+from pipeline.cli import CONF_DIR
 from pipeline.errors import PipelineError
 
 CONTRACT_M = ("vanilla_accuracy", "mean_config_accuracy", "win_rate", "tie_rate", "lose_rate",
@@ -133,10 +134,22 @@ def test_partial_grid_reports_missing_rows(tmp_path):
     assert entry["overall"]["entropy_selection_accuracy"] == 0.25
 
 
-def test_parse_argv_spellings():
-    cfg = reduce.parse_argv(["run=a", "+run=b", "run=[c, d]", "out=o", "report.candidates=[[0,0]]"])
-    assert cfg.run == ["a", "b", "c", "d"] and cfg.out == "o"
+def test_run_spellings_compose_into_one_list():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    argv = reduce.hydra_argv(["run=a", "+run=b", "run=[c, d]", "run=x y,=z", "out=o", "report.candidates=[[0,0]]"])
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = OmegaConf.to_object(compose("reduce", overrides=argv))
+    assert isinstance(cfg, reduce.ReduceConfig)
+    assert cfg.run == ["a", "b", "c", "d", "x y,=z"] and cfg.out == "o"
     assert cfg.report.candidates == [[0, 0]] and cfg.report.entropy == "entropy_mean"
+
+
+def test_a_run_path_with_spaces_commas_and_equals_signs(tmp_path):
+    run_dir = write_example_run(tmp_path / "my run, v=2")
+    reduce.main([f"run={run_dir}", NO_FIGURES, "report.lid_model=none"])
+    assert json.loads((run_dir / "report" / "summary.json").read_text())["runs"][0]["run"] == str(run_dir)
 
 
 def _fails(capsys, argv, message):
@@ -180,7 +193,11 @@ def test_duplicate_rows_and_bad_layers_are_refused(tmp_path, capsys):
 def test_bad_options_are_refused(tmp_path, capsys):
     run_dir = write_example_run(tmp_path / "run")
     _fails(capsys, [f"run={run_dir}", "report.entropy=entropy_max"], "report.entropy=entropy_max")
-    _fails(capsys, [f"run={run_dir}", "report.nope=1"], "bad option")
+    _fails(capsys, [f"run={run_dir}", "report.nope=1"], "unknown config key 'report.nope' under 'report'; valid:")
+    _fails(capsys, [f"run={run_dir}", "+report.nope=1"], "unknown config key 'report.nope'")
+    _fails(capsys, [f"run={run_dir}", "report.figures=maybe"], "report.figures")
+    _fails(capsys, [f"run={run_dir}", "report.groups=[a]"], "report.groups must map group names")
+    _fails(capsys, [f"run={run_dir}", "out"], "bad option")
     _fails(capsys, [f"run={run_dir}", f"report.lid_model={tmp_path / 'lid.bin'}"], "no such file")
     _fails(capsys, [], "no run given")
     assert not (run_dir / "report").exists()

@@ -10,13 +10,10 @@ for ``pipeline.sweep``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from pipeline.cli import CONF_DIR
 from pipeline.errors import PipelineError, one_line
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
 
 def parse_argv(
     argv: Sequence[str], own_keys: Sequence[str], usage: str
