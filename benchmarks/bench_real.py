@@ -7,7 +7,7 @@
 
 **real**: for each model (SmolLM2-135M-Instruct, Gemma-3-270M; float32, CPU) and each grid (the
 full N x N grid and SourceLast, i = N-1, the paper's Table 4 rows) over N released instances of
-mixed lengths (``real_workload.py``), the engine (``pipeline.engine``, ms per config, repeated),
+mixed lengths (``real_workload.py``), the engine (``pipeline.transplant.engine``, ms per config, repeated),
 the per-config reference loop (``tests/reference.py`` on an evenly spaced sample of configs) and
 an nnsight peer written as nnsight's documentation recommends (``nnsight_peer.py``; default on the
 SourceLast grid only). Engine and peer outputs are checked against the reference (same greedy

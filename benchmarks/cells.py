@@ -1,6 +1,6 @@
 """One benchmark measurement ("cell"), run in a fresh child process so its peak RSS is its own.
 
-``engine_cell`` times :class:`pipeline.engine.TransplantEngine` over every config of the
+``engine_cell`` times :class:`pipeline.transplant.engine.TransplantEngine` over every config of the
 instances (repeated; prefill timed apart from the grid decode) and measures the machine's fp32
 matmul throughput in the same process before and after. ``reference_cell`` times the per-config
 reference loop of the equivalence test (``tests/reference.py``: one source forward and one HF
@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from measure import matmul_gflops, peak_rss, prefill_flops, reset_peak_rss, row_flops, rss  # noqa: E402
 from workload import Workload, instances  # noqa: E402
 
-from pipeline.engine import Config, EngineOptions, TransplantEngine  # noqa: E402
+from pipeline.transplant.engine import Config, EngineOptions, TransplantEngine  # noqa: E402
 from pipeline.tiny import EOS_ID, build_tiny  # noqa: E402
 
 

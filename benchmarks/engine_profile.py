@@ -27,8 +27,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from pipeline import attention
-from pipeline.engine import TransplantEngine
+from pipeline.transplant import attention
+from pipeline.transplant.engine import TransplantEngine
 
 PROFILED_ATTENTION = "xtransplant_profiled"
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"}

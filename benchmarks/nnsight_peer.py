@@ -89,7 +89,7 @@ class NnsightPeer:
         return [group[k : k + step] for group in by_instance.values() for k in range(0, len(group), step)]
 
     def run(self, tokens: Sequence[tuple[list[int], list[int]]], configs) -> tuple[dict, dict]:
-        """Ids of every config (``pipeline.engine.Config``) and the seconds spent in each phase.
+        """Ids of every config (``pipeline.transplant.engine.Config``) and the seconds spent in each phase.
 
         ``tokens[n]`` is instance n's (source ids, target ids). Configs are batched per instance
         (:meth:`batches`), as a user looping over instances would.

@@ -18,7 +18,7 @@ from cells import TimedEngine, _key
 from measure import matmul_gflops, peak_rss, reset_peak_rss, rss
 from real_workload import DATA, Shape, load, real_instances
 
-from pipeline.engine import Config, EngineOptions
+from pipeline.transplant.engine import Config, EngineOptions
 from pipeline.grid import GridSpec, grid_pairs
 
 

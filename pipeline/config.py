@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pipeline.engine import EngineOptions
+from pipeline.transplant.engine import EngineOptions
 from pipeline.errors import PipelineError
 from pipeline.grid import GridSpec
 from pipeline.instances import Instance

@@ -11,7 +11,7 @@ unembedding (the "logit lens"), once vanilla and once with the source vector tra
 target layer j (paper Sec. 2). The top-k tokens per layer are printed as a table, and optionally
 written as JSON and drawn as a figure. Layers count from 0 (the paper counts from 1). Every
 granularity of the sweep works, ``attn_released`` (the authors' released attention transplant,
-``pipeline/sites.py``) included; its source vector comes from the same single source forward.
+``pipeline/transplant/sites.py``) included; its source vector comes from the same single source forward.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
 from pipeline.shards import write_json_atomic
-from pipeline.sites import Replacement, capture_last, decoder_layers, lens_modules, transplant
+from pipeline.transplant.sites import Replacement, capture_last, decoder_layers, lens_modules, transplant
 from pipeline.tasks import load_task
 
 LAYER_AXIS = "layer (counted from 0)"

@@ -21,7 +21,7 @@ from transformers.utils import logging as hf_logging
 
 from pipeline import gguf
 from pipeline.errors import PipelineError, one_line
-from pipeline.sites import decoder_layers
+from pipeline.transplant.sites import decoder_layers
 from pipeline.tiny import TinySpec, build_tiny
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

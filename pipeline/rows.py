@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.engine import Generation
+from pipeline.transplant.engine import Generation
 from pipeline.instances import Instance
 from pipeline.schema import ROW_SCHEMA
 from pipeline.tasks.base import Task

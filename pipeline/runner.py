@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.config import DebugSpec
-from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.models import ModelSpec, load_model
 from pipeline.rows import RunTags, shard_table
 from pipeline.shards import Shard, shard_path, write_atomic

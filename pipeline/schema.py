@@ -32,5 +32,5 @@ ROW_SCHEMA = pa.schema(
 )
 
 GRANULARITIES = ("attn", "ffn", "block", "attn_released")
-"""Transplant sites (``pipeline/sites.py``): attn = the paper's equation, attn_released = the
+"""Transplant sites (``pipeline/transplant/sites.py``): attn = the paper's equation, attn_released = the
 authors' released code (layer input + attention output), ffn, block (decoder layer output)."""

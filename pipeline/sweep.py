@@ -26,7 +26,7 @@ from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, con
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
-from pipeline.decoding import check_checkpoint
+from pipeline.transplant.decoding import check_checkpoint
 from pipeline.models import describe_model
 from pipeline.progress import Progress
 from pipeline.rows import RunTags

@@ -19,8 +19,8 @@ from sweeps import compose_sweep
 from test_engine_equivalence import assert_same_or_near_tie
 
 from pipeline import sweep
-from pipeline.decoding import check_checkpoint
-from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.decoding import check_checkpoint
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.models import ModelSpec, load_model

@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_pair
 from reference import reference_generate
 
-from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.instances import Instance
 
 NEAR_TIE = 1e-4

@@ -11,7 +11,7 @@ from reference import reference_generate
 from test_engine_batching import MIXED
 from test_engine_equivalence import assert_same_or_near_tie
 
-from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
 
 MAX_NEW = 6
 

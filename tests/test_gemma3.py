@@ -18,7 +18,7 @@ from reference import reference_generate
 from test_engine_equivalence import INSTANCES as LLAMA_INSTANCES
 from test_engine_equivalence import MAX_NEW, assert_same_or_near_tie
 
-from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.inspect import lens_probs
 from pipeline.instances import Instance
 from pipeline.schema import GRANULARITIES

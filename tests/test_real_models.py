@@ -28,7 +28,7 @@ from sweeps import compose_sweep
 from test_engine_equivalence import assert_same_or_near_tie
 
 from pipeline import gguf
-from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.models import describe_model, load_model
 from pipeline.schema import GRANULARITIES
 from pipeline.tasks import load_task

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.engine import Generation, TransplantEngine
+from pipeline.transplant.engine import Generation, TransplantEngine
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.select.features import FeatureExtractor, features_path

@@ -6,7 +6,7 @@ two forwards give: one over the source prompt and one over the full target promp
 batched together). Per instance they are summarised as
 
 * ``cos_<g>[k]``: cosine similarity of the source and target prompts' last-token outputs of layer
-  k at granularity g (attn / ffn / block, the sites of ``pipeline.sites``), for every layer;
+  k at granularity g (attn / ffn / block, the sites of ``pipeline.transplant.sites``), for every layer;
 * ``log_norm_ratio_<g>[k]``: log(||target output|| / ||source output||) at the same sites;
 * ``vanilla_entropy_first``: entropy (nats) of the next-token distribution after the full target
   prompt, which is vanilla's first decoding step (the same number as the vanilla row's
@@ -30,12 +30,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.engine import right_pad
+from pipeline.transplant.engine import right_pad
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.results import FEATURES_DIR
 from pipeline.schema import GRANULARITIES
-from pipeline.sites import capture_last, decoder_layers
+from pipeline.transplant.sites import capture_last, decoder_layers
 
 FEATURE_SITES = ("attn", "ffn", "block")
 """The paper's three granularities whose source/target similarity is summarised."""

@@ -15,7 +15,7 @@ target layer j at the last token of the target prompt, then decode greedily. The
 3. **Lockstep greedy decode.** Rows attend to their instance's single shared prefix and their own
    suffix (``attention.SharedPrefixKV``), finished rows are dropped, the chunk stops when all rows
    have hit EOS or ``max_new_tokens``. The greedy choice follows the checkpoint's logits processors
-   as ``generate(do_sample=False)`` applies them (``pipeline.decoding``; ``decoding=plain`` turns
+   as ``generate(do_sample=False)`` applies them (``pipeline.transplant.decoding``; ``decoding=plain`` turns
    them off); log-probabilities and entropies stay on the model's raw distribution.
 """
 
@@ -29,12 +29,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline import attention
-from pipeline.decoding import DECODING_MODES, GreedyProcessors
+from pipeline.transplant import attention
+from pipeline.transplant.decoding import DECODING_MODES, GreedyProcessors
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.schema import GRANULARITIES
-from pipeline.sites import Replacement, capture_last, decoder_layers, transplant
+from pipeline.transplant.sites import Replacement, capture_last, decoder_layers, transplant
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def token_stats(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy choice, its log-probability and the entropy of each row of ``logits`` [b, V] (float32).
 
-    The choice is the argmax of ``scores`` (the processed logits, :mod:`pipeline.decoding`) when
+    The choice is the argmax of ``scores`` (the processed logits, :mod:`pipeline.transplant.decoding`) when
     given, else of the raw distribution; log-probability and entropy are always the raw model's.
 
     On CPU the rows are processed in blocks of about 2 MB: each statistic is a full pass over

@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import model_spec
-from pipeline.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
