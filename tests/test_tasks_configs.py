@@ -1,4 +1,4 @@
-"""Every ``conf/task/*.yaml`` composes through Hydra and agrees with the registry and its code defaults."""
+"""Every ``conf/task/*.yaml`` composes through Hydra, agrees with the registry, and is the tasks' only defaults."""
 
 from __future__ import annotations
 
@@ -19,8 +19,25 @@ def test_every_task_has_a_config_and_every_config_a_task() -> None:
 
 
 @pytest.mark.parametrize("cls", BUILTIN, ids=lambda cls: cls.NAME)
-def test_yaml_mirrors_the_code_defaults(cls: type) -> None:
-    assert OmegaConf.to_container(OmegaConf.load(CONF_DIR / "task" / f"{cls.NAME}.yaml")) == cls.defaults()
+def test_the_yaml_defaults_are_valid_for_the_task(cls: type) -> None:
+    """conf/task/<name>.yaml is the only place defaults are written: they must pass the task's checks."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "task" / f"{cls.NAME}.yaml"))
+    assert cls.defaults() == defaults
+    assert set(defaults["langs"]) <= set(cls.LANGS) and defaults["source"] in cls.SOURCES
+    needs = {"mkqa": "task.hub.data_files", "culturalbench": "task.translations"}  # no usable default
+    if cls.NAME in needs:
+        with pytest.raises(PipelineError, match=needs[cls.NAME].replace(".", r"\.")):
+            cls({"name": cls.NAME})
+    elif defaults["source"] == "hub":
+        task = cls({"name": cls.NAME})
+        assert task.config == defaults and task.langs == defaults["langs"]
+
+
+def test_an_unknown_key_lists_the_yaml_keys() -> None:
+    with pytest.raises(PipelineError, match="unknown key 'colour'; valid keys: name, source, split, langs"):
+        load_task({"name": "xcopa", "colour": 1})
+    with pytest.raises(PipelineError, match="unknown task.hub key 'x'; valid: path, name, split"):
+        load_task({"name": "mkqa", "hub": {"x": 1}})
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)

@@ -17,12 +17,16 @@ PilotSet split, ``task.limit``, ``prompt=cot``, groups, scoring.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from omegaconf import OmegaConf
+
+from pipeline.cli import CONF_DIR
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.scoring import score
@@ -41,6 +45,20 @@ def fail(message: str) -> PipelineError:
     return PipelineError(message)
 
 
+@functools.cache
+def _task_yaml_text(name: str) -> str:
+    path = CONF_DIR / "task" / f"{name}.yaml"
+    try:
+        return json.dumps(OmegaConf.to_container(OmegaConf.load(path)))
+    except OSError as err:
+        raise fail(f"task {name}: cannot read its config {path} ({err})") from err
+
+
+def task_yaml(name: str) -> dict[str, Any]:
+    """``conf/task/<name>.yaml`` as a fresh plain mapping (callers may change it)."""
+    return json.loads(_task_yaml_text(name))
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or value == "???"
 
@@ -57,38 +75,18 @@ class BuiltinTask:
     KIND: ClassVar[str]  # "multilingual" (non-En <- pivot) or "cultural" (En <- culture language)
     RULE: ClassVar[str]  # scoring rule, see pipeline.scoring
     LANGS: ClassVar[tuple[str, ...]]  # the paper's languages (valid choices of task.langs)
-    DEFAULT_LANGS: ClassVar[tuple[str, ...] | None] = None  # default of task.langs when not LANGS
     SOURCES: ClassVar[tuple[str, ...]] = ("hub",)
     RELEASE_DIR: ClassVar[str] = ""  # e.g. "XNLI" for <root>/XNLI/XNLI_{sample,unseen}
     TEMPLATE_LANGS: ClassVar[tuple[str, ...]] = ()  # languages our hub templates are written in
-    HUB: ClassVar[dict[str, Any]] = {}
-    EXTRA: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        """The full default config of the task; ``conf/task/<name>.yaml`` mirrors it."""
-        config: dict[str, Any] = {
-            "name": cls.NAME,
-            "source": cls.SOURCES[0],
-            "split": "pilot",
-            "langs": list(cls.DEFAULT_LANGS or cls.LANGS),
-        }
-        if cls.KIND == "multilingual":
-            config["pivot"] = "en"
-        config.update(
-            {
-                "prompt": "default",
-                "groups": None,
-                "limit": None,
-                "pilot_size": PILOT_SIZE,
-                "seed": PILOT_SEED,
-            }
-        )
-        if "release" in cls.SOURCES:
-            config["root"] = None
-        config.update(json.loads(json.dumps(cls.EXTRA)))
-        config["hub"] = dict(cls.HUB)
-        return config
+        """The task's full default config: ``conf/task/<name>.yaml``, the one place it is written.
+
+        Its keys are the valid ``task.*`` keys (``hub.*`` below ``hub``); the checks that are the
+        benchmark's own (languages, sources, splits, files) live in the task classes.
+        """
+        return task_yaml(cls.NAME)
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         defaults = self.defaults()
@@ -99,11 +97,11 @@ class BuiltinTask:
         if unknown:
             raise fail(f"task {self.NAME}: unknown key {unknown[0]!r}; valid keys: {', '.join(defaults)}")
         merged = {**defaults, **{key: value for key, value in cfg.items() if key != "hub"}}
-        hub = cfg.get("hub") or {}
-        if not isinstance(hub, Mapping) or set(hub) - set(self.HUB):
-            extra = sorted(set(hub) - set(self.HUB)) if isinstance(hub, Mapping) else ["(not a mapping)"]
-            raise fail(f"task {self.NAME}: unknown task.hub key {extra[0]!r}; valid: {', '.join(self.HUB)}")
-        merged["hub"] = {**self.HUB, **hub}
+        hub, valid_hub = cfg.get("hub") or {}, defaults["hub"]
+        if not isinstance(hub, Mapping) or set(hub) - set(valid_hub):
+            extra = sorted(set(hub) - set(valid_hub)) if isinstance(hub, Mapping) else ["(not a mapping)"]
+            raise fail(f"task {self.NAME}: unknown task.hub key {extra[0]!r}; valid: {', '.join(valid_hub)}")
+        merged["hub"] = {**valid_hub, **hub}
         self.config = merged
         self.source = self._choice("source", self.SOURCES)
         self.split = self._choice("split", SPLITS)

@@ -48,7 +48,6 @@ class CulturalTask(BuiltinTask):
     RULE = "letter"
     COUNTRY_LANG: dict[str, str] = {}
     ID_HINT = ""  # how instance ids (the keys of the translations file) are formed
-    EXTRA: dict[str, Any] = {"translations": None, "countries": None}
 
     def _validate(self) -> None:
         countries = self.config["countries"]

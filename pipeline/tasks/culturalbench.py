@@ -37,7 +37,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.cultural import CulturalTask, render_options
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import hub_defaults, hub_rows
+from pipeline.tasks.sources import hub_rows
 
 LETTERS = ("A", "B", "C", "D")
 OPTION_COLUMNS = ("prompt_option_a", "prompt_option_b", "prompt_option_c", "prompt_option_d")
@@ -116,8 +116,6 @@ class CulturalBenchTask(CulturalTask):
     TEMPLATE_LANGS = ("en",)
     ID_HINT = "culturalbench-<question_idx> (easy), culturalbench-<question_idx>-<data_idx> (hard)"
     COUNTRY_LANG = {country: lang for lang, names in COUNTRIES.items() for country in names}
-    EXTRA = {**CulturalTask.EXTRA, "variant": "easy"}
-    HUB = hub_defaults("kellycyy/CulturalBench", None, "test")
 
     def _validate(self) -> None:
         self.variant = self._choice("variant", VARIANTS)

@@ -26,7 +26,7 @@ from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, fail
 from pipeline.tasks.cultural import CulturalTask, render_options, slug
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import check_paired, expect_str, hub_defaults, hub_rows, read_json_lines, require_file
+from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines, require_file
 
 # Language -> the survey countries the authors' release files under it.
 COUNTRIES: dict[str, tuple[str, ...]] = {
@@ -85,8 +85,6 @@ class GlobalOpinionQaTask(CulturalTask):
     TEMPLATE_LANGS = ("en",)
     ID_HINT = "globalopinionqa-<row, 5 digits>-<country slug>, e.g. globalopinionqa-00042-s-africa-non-national-sample"
     COUNTRY_LANG = {country: lang for lang, names in COUNTRIES.items() for country in names}
-    EXTRA = {**CulturalTask.EXTRA, "min_top_prob": 0.8}
-    HUB = hub_defaults("Anthropic/llm_global_opinions", None, "train")
 
     def _validate(self) -> None:
         super()._validate()

@@ -21,7 +21,7 @@ from pipeline.instances import Instance
 from pipeline.tasks.common import BuiltinTask, fail
 from pipeline.tasks.languages import ROLES, dialogue
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import hub_defaults, hub_rows
+from pipeline.tasks.sources import hub_rows
 
 LOCALE = {"zh": "zh_cn"}
 
@@ -70,7 +70,6 @@ class MkqaTask(BuiltinTask):
     RULE = "contains"
     LANGS = ("ar", "de", "en", "es", "fr", "ja", "zh", "it", "ko", "pt", "tr", "vi", "fi", "he", "hu", "nl", "no")
     TEMPLATE_LANGS = tuple(PHRASES)
-    HUB = hub_defaults("apple/mkqa", None, "train")
 
     def _validate(self) -> None:
         hub = self.config["hub"]

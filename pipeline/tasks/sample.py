@@ -17,12 +17,12 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.scoring import score
+from pipeline.tasks.common import task_yaml
 from pipeline.tasks.jsonl import JsonlTask
 from pipeline.tasks.languages import default_groups
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 SUBSET_RULES = {"xnli": "choice", "xquad": "contains", "globalopinionqa": "letter"}
-DEFAULTS: dict[str, Any] = {"name": "sample", "subsets": list(SUBSET_RULES), "groups": None}
 
 
 class SampleTask:
@@ -36,11 +36,11 @@ class SampleTask:
     name = "sample"
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        cfg = dict(cfg or {})
-        unknown = sorted(set(cfg) - set(DEFAULTS))
+        cfg, defaults = dict(cfg or {}), task_yaml("sample")  # conf/task/sample.yaml
+        unknown = sorted(set(cfg) - set(defaults))
         if unknown:
-            raise PipelineError(f"task sample: unknown key {unknown[0]!r}; valid keys: {', '.join(DEFAULTS)}")
-        subsets = cfg.get("subsets") or DEFAULTS["subsets"]
+            raise PipelineError(f"task sample: unknown key {unknown[0]!r}; valid keys: {', '.join(defaults)}")
+        subsets = cfg.get("subsets") or defaults["subsets"]
         if isinstance(subsets, str) or not isinstance(subsets, Sequence):
             raise PipelineError(f"task sample: task.subsets must be a list, got {subsets!r}")
         for subset in subsets:

@@ -181,8 +181,3 @@ def hub_rows(
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise PipelineError(f"{what}: could not load {args} ({type(err).__name__}: {message})") from None
     return dataset.to_list()
-
-
-def hub_defaults(path: str, name: str | None, split: str) -> dict[str, Any]:
-    """The ``task.hub`` mapping every hub task has: Hub id, config name, split and local files."""
-    return {"path": path, "name": name, "split": split, "revision": None, "data_files": None, "cache_dir": None}

@@ -29,7 +29,7 @@ from pipeline.instances import Instance
 from pipeline.tasks.common import BuiltinTask, fail
 from pipeline.tasks.languages import ROLES
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import hub_defaults, hub_rows
+from pipeline.tasks.sources import hub_rows
 
 CHOICES = ("1", "2")
 
@@ -122,16 +122,7 @@ class XcopaTask(BuiltinTask):
     KIND = "multilingual"
     RULE = "choice"
     LANGS = ("en", "zh", "it", "tr", "vi", "ht", "id", "sw", "ta")
-    # en needs the original English COPA (hub.copa_data_files), which no public copy here has.
-    DEFAULT_LANGS = LANGS[1:]
     TEMPLATE_LANGS = tuple(PHRASES)
-    EXTRA = {"question_lang": "zh"}
-    HUB = {
-        **hub_defaults("cambridgeltl/xcopa", "{lang}", "test"),
-        "english_name": "translation-{lang}",
-        "english_data_files": None,
-        "copa_data_files": None,
-    }
 
     def _validate(self) -> None:
         question_lang = self.config["question_lang"]

@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, BuiltinTask
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import check_paired, expect_str, hub_defaults, hub_rows, read_json_lines, require_file
+from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines, require_file
 
 CHOICES = ("1", "2", "3")
 HUB_LABELS = ("entailment", "neutral", "contradiction")
@@ -223,7 +223,6 @@ class XnliTask(BuiltinTask):
     SOURCES = ("release", "hub")
     RELEASE_DIR = "XNLI"
     TEMPLATE_LANGS = tuple(TEMPLATES)
-    HUB = hub_defaults("facebook/xnli", "{lang}", "test")
 
     def _validate(self) -> None:
         if self.source == "release":

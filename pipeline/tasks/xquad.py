@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, BuiltinTask
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import check_paired, expect_str, hub_defaults, hub_rows, read_json_lines, require_file
+from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines, require_file
 
 @dataclass(frozen=True)
 class XquadTemplate:
@@ -182,7 +182,6 @@ class XquadTask(BuiltinTask):
     SOURCES = ("release", "hub")
     RELEASE_DIR = "XQuAD"
     TEMPLATE_LANGS = tuple(TEMPLATES)
-    HUB = hub_defaults("google/xquad", "xquad.{lang}", "validation")
 
     def _validate(self) -> None:
         if self.source == "release":
