@@ -117,20 +117,49 @@ def config_errors() -> Iterator[None]:
 
 
 def check_overrides(argv: list[str], config_name: str) -> None:
-    """Composes ``config_name`` with ``argv`` once, so a value of the wrong type is one ``error:`` line.
+    """Composes ``config_name`` with ``argv``, so a value of the wrong type is one ``error:`` line.
 
-    For the typed configs (e.g. ``report.figures=maybe`` against ``conf/reduce.yaml``): Hydra would
-    print its composition error over several lines and exit 1.
+    Against the typed schemas (``SweepSchema``, ``ReduceConfig``), ``max_new_tokens=abc`` or
+    ``report.figures=maybe`` fail Hydra's composition, which would print several lines and exit 1.
+    A multirun sweep (``a=1,2 b=x,y``) is composed once per value of each swept key (the others at
+    their first value), so every value is checked without composing the whole product.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     if GlobalHydra.instance().is_initialized():
         return
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    parser = OverridesParser.create()
+    fixed, swept = [], []
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
         try:
-            compose(config_name, overrides=[a for a in argv if not a.startswith("-")])
-        except (HydraException, OmegaConfBaseException) as err:
-            message = str(err).split("\nSet the environment variable HYDRA_FULL_ERROR")[0]
-            raise PipelineError(f"bad option: {message}") from err
+            override = parser.parse_overrides([arg])[0]
+        except Exception as err:  # noqa: BLE001  Hydra's grammar errors share no base class
+            first = str(err).strip().splitlines()[1:2] or [str(err)]
+            raise PipelineError(f"bad option {arg!r}: {first[0].strip()} (expected key=value)") from err
+        if override.is_sweep_override():
+            prefix = "+" if override.is_add() else "++" if override.is_force_add() else ""
+            values = [f"{prefix}{override.key_or_group}={v}" for v in override.sweep_string_iterator()]
+            swept.append(values)
+        else:
+            fixed.append(arg)
+    firsts = [values[0] for values in swept]
+    variants = [firsts] + [[*firsts[:k], v, *firsts[k + 1 :]] for k, values in enumerate(swept) for v in values[1:]]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        for variant in variants:
+            try:
+                compose(config_name, overrides=[*fixed, *variant])
+            except (HydraException, OmegaConfBaseException) as err:
+                raise PipelineError(f"bad option: {_composition_error(err)}") from err
+
+
+def _composition_error(err: Exception) -> str:
+    """Hydra's composition message without its hints and OmegaConf's type bookkeeping lines."""
+    text = str(err) + (f"\n{err.__cause__}" if err.__cause__ and str(err.__cause__) not in str(err) else "")
+    lines = text.split("\nSet the environment variable HYDRA_FULL_ERROR")[0].splitlines()
+    kept = [line.strip() for line in lines if not line.strip().startswith(("reference_type=", "object_type="))]
+    return "; ".join(line for line in kept if line)

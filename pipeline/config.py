@@ -1,19 +1,29 @@
 """Typed sweep configuration, built once from the Hydra config at the edge.
 
+:class:`SweepSchema` is the sweep config's structured schema, registered with Hydra's ConfigStore
+as ``sweep_schema`` and first in ``conf/config.yaml``'s defaults: Hydra itself then refuses a key
+that is not in it (with or without ``+``) and a value of the wrong type (``max_new_tokens=abc``,
+``grid.pairs=[[0.5,1]]``, ``cluster.num_workers=two``); ``pipeline.cli`` turns either into one
+``error:`` line before the run. What remains here are the checks types cannot say: ranges,
+choices, the granularity list.
+
 Below :func:`sweep_config` nothing reads Hydra/OmegaConf objects: workers, the engine and the
 shard writer receive these frozen dataclasses (picklable, so they travel to Ray workers as-is).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Optional  # noqa: UP035  (OmegaConf's structured configs read typing generics)
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from pipeline.transplant.engine import EngineOptions
 from pipeline.errors import PipelineError
@@ -50,18 +60,15 @@ class ClusterSpec:
     def __post_init__(self):
         if self.kind not in CLUSTER_KINDS:
             raise PipelineError(f"unknown cluster '{self.kind}'; valid: {', '.join(CLUSTER_KINDS)}")
-        for name, value, least, optional in (
-            ("num_workers", self.num_workers, 1, True),
-            ("cpus_per_worker", self.cpus_per_worker, 1, False),
-            ("max_restarts", self.max_restarts, -1, False),  # -1: Ray's "restart forever"
-            ("max_task_retries", self.max_task_retries, -1, False),
-            ("num_gpus", self.num_gpus, 0, True),
+        for name, value, least in (
+            ("num_workers", self.num_workers, 1),
+            ("cpus_per_worker", self.cpus_per_worker, 1),
+            ("max_restarts", self.max_restarts, -1),  # -1: Ray's "restart forever"
+            ("max_task_retries", self.max_task_retries, -1),
+            ("num_gpus", self.num_gpus, 0),
         ):
-            if value is None and optional:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                bound = "null or " if optional else ""
-                raise PipelineError(f"cluster.{name} must be {bound}an integer >= {least}, got {value!r}")
+            if value is not None and value < least:  # the type is the schema's (SweepSchema)
+                raise PipelineError(f"cluster.{name} must be >= {least}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,77 @@ class SweepConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def mutable_twin(spec: type) -> type:
+    """A non-frozen dataclass with ``spec``'s fields, types and defaults: its Hydra schema.
+
+    The specs are frozen (they travel to Ray workers and must not change), and OmegaConf makes a
+    frozen dataclass's node read-only, which Hydra cannot merge a YAML file into.
+    """
+    hints = typing.get_type_hints(spec)
+    return dataclasses.make_dataclass(
+        f"{spec.__name__}Schema",
+        [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory))
+         for f in dataclasses.fields(spec)],  # fmt: skip
+    )
+
+
+TinySchema = mutable_twin(TinySpec)
+ClusterSchema = mutable_twin(ClusterSpec)
+DebugSchema = mutable_twin(DebugSpec)
+
+
+@dataclass
+class ModelSchema:
+    """``conf/model/*.yaml`` (see :class:`~pipeline.models.ModelSpec`, which this becomes)."""
+
+    name: str = MISSING
+    path: Optional[str] = None  # noqa: UP045  (OmegaConf reads typing.Optional)
+    dtype: str = "auto"
+    device: str = "auto"
+    revision: Optional[str] = None  # noqa: UP045
+    tiny: Optional[TinySchema] = None  # noqa: UP045  # type: ignore[valid-type]
+    gguf_file: Optional[str] = None  # noqa: UP045
+    package: Optional[str] = None  # noqa: UP045
+    cache_dir: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class GridSchema:
+    """``conf/grid/*.yaml`` (see :class:`~pipeline.grid.GridSpec`)."""
+
+    kind: str = MISSING
+    pairs: Optional[List[List[int]]] = None  # noqa: UP006, UP045
+    attention: Optional[str] = None  # noqa: UP045
+    selector: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class SweepSchema:
+    """The schema of ``conf/config.yaml``; the values and their comments live in the YAML files.
+
+    ``task`` is untyped: each task's keys are its ``conf/task/<name>.yaml``, checked by the task.
+    ``granularity`` is a name or a list of names.
+    """
+
+    model: ModelSchema = MISSING
+    task: Any = MISSING
+    grid: GridSchema = MISSING
+    cluster: ClusterSchema = MISSING  # type: ignore[valid-type]
+    granularity: Any = "attn"
+    max_new_tokens: int = 20
+    decoding: str = "checkpoint"
+    chunk_size: int = 256
+    instance_batch: int = 8
+    shard_size: int = 16
+    out_dir: str = MISSING
+    overwrite: bool = False
+    features: bool = False
+    debug: DebugSchema = field(default_factory=DebugSchema)  # type: ignore[valid-type]
+
+
+ConfigStore.instance().store(name="sweep_schema", node=SweepSchema)
+
+
 def _plain(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
@@ -130,9 +208,9 @@ def _granularities(value) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _positive(name: str, value) -> int:
-    if not isinstance(value, int) or value < 1:
-        raise PipelineError(f"{name} must be a positive integer, got {value!r}")
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise PipelineError(f"{name} must be >= 1, got {value!r}")
     return value
 
 

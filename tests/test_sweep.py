@@ -183,7 +183,8 @@ def test_out_dir_of_another_configuration_is_refused(tmp_path):
     ("grid=diagonal", "unknown grid 'diagonal'; valid:"),
     ("granularity=mlp", "granularity 'mlp' is not valid; valid: attn, ffn, block, attn_released"),
     ("model=hf model.path=/no/such/checkpoint", "model.path '/no/such/checkpoint' is not a checkpoint directory"),
-    ("max_new_tokens=0", "max_new_tokens must be a positive integer"),
+    ("max_new_tokens=0", "max_new_tokens must be >= 1, got 0"),
+    ("max_new_tokens=abc", "Value 'abc' of type 'str' could not be converted to Integer; full_key: max_new_tokens"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, override, message):
     task = write_task(tmp_path / "task.jsonl")
