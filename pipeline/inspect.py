@@ -20,16 +20,18 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import hydra
+from hydra.core.config_store import ConfigStore
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.cli import CONF_DIR, check_group_choices, config_errors
-from pipeline.config import model_spec
+from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, check_overrides, config_errors
+from pipeline.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
@@ -131,9 +133,29 @@ def case_study(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+@dataclass
+class InspectSchema:
+    """The schema of ``conf/inspect.yaml`` (ConfigStore ``inspect_schema``); ``task`` is the task's own."""
+
+    model: ModelSchema = MISSING
+    task: Any = None
+    prompt: Optional[str] = None  # noqa: UP045  (OmegaConf reads typing.Optional)
+    source_prompt: Optional[str] = None  # noqa: UP045
+    instance: Optional[str] = None  # noqa: UP045
+    source_layer: int = MISSING
+    target_layer: int = MISSING
+    granularity: str = "attn"
+    top_k: int = 5
+    out: Optional[str] = None  # noqa: UP045
+    out_png: Optional[str] = None  # noqa: UP045
+
+
+ConfigStore.instance().store(name="inspect_schema", node=InspectSchema)
+
+
 def _int(cfg: DictConfig, key: str) -> int:
     value = cfg[key]
-    if not isinstance(value, int) or isinstance(value, bool):
+    if isinstance(value, bool):  # OmegaConf lets true through as an int
         raise PipelineError(f"{key} must be an integer, got {value!r}")
     return value
 
@@ -237,6 +259,8 @@ def _main(cfg: DictConfig) -> None:
 @exit_on_user_error
 def main() -> None:
     check_group_choices(sys.argv[1:])
+    check_override_keys(sys.argv[1:], config_name="inspect")
+    check_overrides(sys.argv[1:], config_name="inspect")
     _main()
 
 

@@ -10,21 +10,41 @@ transplant, ``ffn``, ``block``), decoding as the sweep does (``decoding=checkpoi
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+from dataclasses import dataclass
 
-from pipeline.config import model_spec
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pipeline.config import ModelSchema, model_spec
 from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
-from pipeline.cli import CONF_DIR, check_group_choices, config_errors
+from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, check_overrides, config_errors
+
+
+@dataclass
+class TransplantSchema:
+    """The schema of ``conf/transplant.yaml`` (ConfigStore ``transplant_schema``)."""
+
+    model: ModelSchema = MISSING
+    prompt: str = MISSING
+    source_prompt: str = MISSING
+    source_layer: int = MISSING
+    target_layer: int = MISSING
+    granularity: str = "attn"
+    max_new_tokens: int = 20
+    decoding: str = "checkpoint"
+
+
+ConfigStore.instance().store(name="transplant_schema", node=TransplantSchema)
 
 
 def _int(cfg: DictConfig, key: str) -> int:
     value = cfg[key]
-    if not isinstance(value, int) or isinstance(value, bool):
+    if isinstance(value, bool):  # OmegaConf lets true through as an int
         raise PipelineError(f"{key} must be an integer layer index, got {value!r}")
     return value
 
@@ -69,6 +89,8 @@ def main() -> None:
     import sys
 
     check_group_choices(sys.argv[1:])
+    check_override_keys(sys.argv[1:], config_name="transplant")
+    check_overrides(sys.argv[1:], config_name="transplant")
     _main()
 
 
