@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line
 
 
 
@@ -163,3 +163,35 @@ def _composition_error(err: Exception) -> str:
     lines = text.split("\nSet the environment variable HYDRA_FULL_ERROR")[0].splitlines()
     kept = [line.strip() for line in lines if not line.strip().startswith(("reference_type=", "object_type="))]
     return "; ".join(line for line in kept if line)
+
+
+def join_repeated(argv: list[str], key: str) -> list[str]:
+    """Joins repeated ``key=`` arguments into one ``key=[...]`` list override (Hydra keeps only the last).
+
+    ``run=a run=b run=[c,d]`` -> ``run=['a','b','c','d']``: values are quoted, so any path survives
+    Hydra's override grammar; ``[...]`` lists are read by Hydra's own parser. Every other argument
+    passes through unchanged.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    values: list[str] = []
+    rest: list[str] = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if name.lstrip("+") != key or not sep:
+            rest.append(arg)
+        elif value.startswith("["):
+            try:
+                values += [str(v) for v in OverridesParser.create().parse_override(arg).value()]
+            except Exception as err:  # noqa: BLE001  Hydra's grammar errors share no base class
+                raise PipelineError(f"bad {key} list {value!r}: {one_line(str(err))}") from err
+        else:
+            values.append(value)
+    return [*rest, f"{key}=[" + ",".join(_quoted(key, v) for v in values) + "]"] if values else rest
+
+
+def _quoted(key: str, value: str) -> str:
+    for quote in ("'", '"'):
+        if quote not in value and not value.endswith("\\"):
+            return quote + value + quote
+    raise PipelineError(f"{key}={value}: a value with both kinds of quotes (or a trailing backslash) is not supported")

@@ -42,7 +42,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__, plots
-from pipeline.cli import CONF_DIR, check_override_keys, check_overrides, config_errors
+from pipeline.cli import CONF_DIR, check_override_keys, check_overrides, config_errors, join_repeated
 from pipeline.errors import PipelineError, exit_on_user_error, one_line
 from pipeline.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.report import write_markdown, write_tables
@@ -79,37 +79,6 @@ class ReduceConfig:
 
 
 ConfigStore.instance().store(name="reduce_schema", node=ReduceConfig)
-
-
-def hydra_argv(argv: list[str]) -> list[str]:
-    """Joins repeated ``run=`` arguments into one ``run=[...]`` override (Hydra keeps only the last).
-
-    Paths are quoted, so any file name survives Hydra's override grammar; ``run=[a,b]`` lists are
-    parsed by Hydra's own parser. Every other argument passes through unchanged.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    runs: list[str] = []
-    rest: list[str] = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if key.lstrip("+") != "run" or not sep:
-            rest.append(arg)
-        elif value.startswith("["):
-            try:
-                runs += [str(v) for v in OverridesParser.create().parse_override(arg).value()]
-            except Exception as err:  # noqa: BLE001  Hydra's grammar errors have no common base class
-                raise PipelineError(f"bad run list {value!r}: {one_line(str(err))}") from err
-        else:
-            runs.append(value)
-    return [*rest, "run=[" + ",".join(_quoted(r) for r in runs) + "]"] if runs else rest
-
-
-def _quoted(path: str) -> str:
-    for quote in ("'", '"'):
-        if quote not in path and not path.endswith("\\"):
-            return quote + path + quote
-    raise PipelineError(f"run={path}: a path with both kinds of quotes (or a trailing backslash) is not supported")
 
 
 def slugs_for(units: list[UnitResults]) -> list[str]:
@@ -292,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     A Hydra app (``conf/reduce.yaml``, typed by :class:`ReduceConfig`): ``--help``, ``--cfg job``
     and multirun work as for the sweep. ``argv`` (tests) stands in for the command line.
     """
-    args = hydra_argv(sys.argv[1:] if argv is None else list(argv))
+    args = join_repeated(sys.argv[1:] if argv is None else list(argv), "run")
     check_override_keys(args, config_name="reduce")
     check_overrides(args, config_name="reduce")
     saved = sys.argv

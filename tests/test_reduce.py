@@ -15,7 +15,7 @@ import pytest
 from reduce_rows import example_rows, row, write_example_run, write_run_json, write_shard
 
 from pipeline import reduce
-from pipeline.cli import CONF_DIR
+from pipeline.cli import CONF_DIR, join_repeated
 from pipeline.errors import PipelineError
 
 CONTRACT_M = ("vanilla_accuracy", "mean_config_accuracy", "win_rate", "tie_rate", "lose_rate",
@@ -138,7 +138,7 @@ def test_run_spellings_compose_into_one_list():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    argv = reduce.hydra_argv(["run=a", "+run=b", "run=[c, d]", "run=x y,=z", "out=o", "report.candidates=[[0,0]]"])
+    argv = join_repeated(["run=a", "+run=b", "run=[c, d]", "run=x y,=z", "out=o", "report.candidates=[[0,0]]"], "run")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = OmegaConf.to_object(compose("reduce", overrides=argv))
     assert isinstance(cfg, reduce.ReduceConfig)

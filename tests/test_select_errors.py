@@ -86,7 +86,9 @@ def test_bad_options(tmp_path, capsys):
     assert "unknown command" in refused(capsys, ["fitt", f"run={train}"])
     out = f"out={tmp_path / 'o'}"
     assert "learner=forest is not valid" in refused(capsys, ["fit", f"run={train}", out, "learner=forest"])
-    assert "valid keys" in refused(capsys, ["fit", f"run={train}", f"out={tmp_path / 'o'}", "foldz=3"])
+    assert "unknown config key 'foldz'; valid: candidates, command, folds" in refused(
+        capsys, ["fit", f"run={train}", f"out={tmp_path / 'o'}", "foldz=3"])
+    assert "bad option 'folds'" in refused(capsys, ["fit", f"run={train}", "folds"])
     assert "margin must lie in [-1, 1]" in refused(capsys, ["fit", f"run={train}", f"out={tmp_path / 'o'}", "margin=2"])
     assert not (tmp_path / "o").exists()
 

@@ -22,53 +22,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+import hydra
 import numpy as np
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
 
-from pipeline.cli import CONF_DIR
+from pipeline.cli import CONF_DIR, check_override_keys, check_overrides, config_errors, join_repeated
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.shards import replace_dir
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
 COMMANDS = ("fit", "evaluate")
 REPORT_MARKER = "selection.json"
-
-
-def parse_argv(argv: list[str]) -> tuple[str, dict]:
-    """(command, options): ``run=`` may repeat or be a list; other keys override conf/select.yaml."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        raise SystemExit(0 if argv else 2)
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        raise PipelineError(
-            f"unknown command {command!r}; valid: {', '.join(COMMANDS)} (python -m pipeline.select fit ...)"
-        )
-    runs: list[str] = []
-    dotlist: list[str] = []
-    extra: dict[str, str | None] = {"out": None, "selector": None}
-    for arg in rest:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise PipelineError(
-                f"expected key=value arguments, got {arg!r}; usage: python -m pipeline.select {command} run=DIR ..."
-            )
-        if key == "run":
-            items = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
-            runs += [v.strip().strip("'\"") for v in items if v.strip()]
-        elif key in extra:
-            extra[key] = value
-        else:
-            dotlist.append(arg)
-    base = OmegaConf.load(CONF_DIR / "select.yaml")
-    OmegaConf.set_struct(base, True)
-    try:
-        cfg = OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_dotlist(dotlist)), resolve=True)
-    except OmegaConfBaseException as err:
-        keys = ", ".join(["run", "out", "selector", *sorted(base)])
-        raise PipelineError(f"bad option: {' '.join(str(err).split()[:12])}; valid keys: {keys}") from err
-    return command, {**cfg, **extra, "run": runs}
 
 
 def fit_command(cfg: dict) -> Path:
@@ -182,13 +146,36 @@ def _write_report(out: Path, report: dict, text: str) -> None:
         raise
 
 
+@hydra.main(config_path=str(CONF_DIR), config_name="select", version_base=None)
+@exit_on_user_error
+def _hydra_main(cfg: DictConfig) -> None:
+    with config_errors():
+        options = OmegaConf.to_container(cfg, resolve=True)
+    command = options.pop("command")
+    {"fit": fit_command, "evaluate": evaluate_command}[command](options)
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    command, cfg = parse_argv(sys.argv[1:] if argv is None else argv)
-    if command == "fit":
-        fit_command(cfg)
-    else:
-        evaluate_command(cfg)
+    """CLI: ``python -m pipeline.select COMMAND key=value ...``, a Hydra app over ``conf/select.yaml``.
+
+    The command (first argument) becomes ``command=``; ``run=`` may repeat or be a list.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0 if argv else 2)
+    if argv[0] not in COMMANDS:
+        raise PipelineError(f"unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)} (python -m pipeline.select fit ...)")
+    args = [f"command={argv[0]}", *join_repeated(argv[1:], "run")]
+    check_override_keys(args, config_name="select")
+    check_overrides(args, config_name="select")
+    saved = sys.argv
+    sys.argv = [saved[0], *args]
+    try:
+        _hydra_main()
+    finally:
+        sys.argv = saved
 
 
 if __name__ == "__main__":
