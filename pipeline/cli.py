@@ -8,7 +8,8 @@ into one ``error:`` line naming the choice or key and the valid ones.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,11 +82,16 @@ def check_override_keys(argv: list[str], config_name: str = "config") -> None:
         for o in overrides
         if o.key_or_group in GROUPS and not o.is_delete()
     }
+    from hydra.errors import HydraException
+
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        trees = [
-            OmegaConf.to_container(compose(config_name, overrides=[f"{g}={c}" for g, c in zip(choices, combo)]))
-            for combo in itertools.product(*choices.values())
-        ]
+        try:
+            trees = [
+                OmegaConf.to_container(compose(config_name, overrides=[f"{g}={c}" for g, c in zip(choices, combo)]))
+                for combo in itertools.product(*choices.values())
+            ]
+        except (HydraException, OmegaConfBaseException) as err:  # e.g. model= for a tool without models
+            raise PipelineError(f"bad option: {_composition_error(err)}") from err
     for o in keyed:
         if (o.is_add() or o.is_force_add()) and o.key_or_group.startswith("task."):
             continue
@@ -195,3 +201,27 @@ def _quoted(key: str, value: str) -> str:
         if quote not in value and not value.endswith("\\"):
             return quote + value + quote
     raise PipelineError(f"{key}={value}: a value with both kinds of quotes (or a trailing backslash) is not supported")
+
+
+def run_app(app: Callable[[], None], argv: list[str] | None, config_name: str, required: tuple[str, ...] = ()) -> None:
+    """Runs the Hydra app ``app`` (a ``@hydra.main`` function) on ``argv`` (default: the command line).
+
+    Before Hydra: a group choice, key or value it would refuse over several lines becomes one
+    ``error:`` line (:func:`check_group_choices`, :func:`check_override_keys`,
+    :func:`check_overrides`), and a group in ``required`` with no choice given is named with its
+    valid choices. ``argv`` stands in for ``sys.argv[1:]`` (tests, and entry points that rewrite it).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    for group in required:
+        if not any(a.lstrip("+").startswith(f"{group}=") for a in args):
+            valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+            raise PipelineError(f"no {group} given; valid: {', '.join(valid)} ({group}=NAME)")
+    check_group_choices(args)
+    check_override_keys(args, config_name=config_name)
+    check_overrides(args, config_name=config_name)
+    saved = sys.argv
+    sys.argv = [saved[0], *args]
+    try:
+        app()
+    finally:
+        sys.argv = saved

@@ -12,14 +12,16 @@ written on error).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.scoring import default_rule
 from pipeline.tasks import Task, load_task
-from pipeline.tasks.compose import compose_task, parse_argv
 from pipeline.tasks.jsonl import write_jsonl
 
 USAGE = "python -m pipeline.export task=NAME [task.<key>=VALUE ...] out=FILE.jsonl"
@@ -36,15 +38,22 @@ def export(task: Task, out: str) -> int:
     return write_jsonl(out, [(instance, rule_of(task, instance)) for instance in task.instances()])
 
 
+@hydra.main(config_path=str(CONF_DIR), config_name="export", version_base=None)
+@exit_on_user_error
+def _hydra_main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "out"):
+        raise PipelineError(f"out=FILE.jsonl is required; usage: {USAGE}")
+    with config_errors():
+        task_config = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
+    task = load_task(task_config)
+    count = export(task, str(cfg.out))
+    print(f"wrote {count} instances of task {task_config['name']} to {cfg.out}")
+
+
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m pipeline.export``."""
-    name, overrides, own = parse_argv(sys.argv[1:] if argv is None else argv, ("out",), USAGE)
-    if not own.get("out"):
-        raise PipelineError(f"out=FILE.jsonl is required; usage: {USAGE}")
-    task = load_task(compose_task(name, overrides))
-    count = export(task, own["out"])
-    print(f"wrote {count} instances of task {name} to {own['out']}")
+    """Entry point of ``python -m pipeline.export``: a Hydra app over ``conf/export.yaml``."""
+    run_app(_hydra_main, None if argv is None else list(argv), config_name="export", required=("task",))
 
 
 if __name__ == "__main__":

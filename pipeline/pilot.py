@@ -12,14 +12,20 @@ for byte.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.export import rule_of
 from pipeline.tasks import Task, load_task
 from pipeline.tasks.common import BuiltinTask
-from pipeline.tasks.compose import compose_task, parse_argv, positive_int
 from pipeline.tasks.jsonl import write_jsonl
 from pipeline.tasks.pilotset import PILOT_SEED, PILOT_SIZE, Record, select_pilot
 
@@ -34,26 +40,43 @@ def build_pilot(task: Task, n: int = PILOT_SIZE, seed: int = PILOT_SEED) -> list
     return select_pilot(records, n, seed, parallel=False)
 
 
+@dataclass
+class PilotSchema:
+    """The schema of ``conf/pilot.yaml`` (ConfigStore ``pilot_schema``); ``task`` is the task's own."""
+
+    task: Any = MISSING
+    out: str = MISSING
+    n: int = PILOT_SIZE
+    seed: int = PILOT_SEED
+
+
+ConfigStore.instance().store(name="pilot_schema", node=PilotSchema)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="pilot", version_base=None)
 @exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m pipeline.pilot``."""
-    name, overrides, own = parse_argv(sys.argv[1:] if argv is None else argv, ("out", "n", "seed"), USAGE)
-    if not own.get("out"):
+def _hydra_main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "out"):
         raise PipelineError(f"out=FILE.jsonl is required; usage: {USAGE}")
-    n = positive_int(own.get("n", str(PILOT_SIZE)), "n")
-    try:
-        seed = int(own.get("seed", str(PILOT_SEED)))
-    except ValueError:
-        raise PipelineError(f"seed must be an integer, got {own['seed']!r}") from None
-    config = compose_task(name, overrides)
-    if "split" in config and not any(o.lstrip("+").startswith("task.split=") for o in overrides):
+    if cfg.n < 1:
+        raise PipelineError(f"n must be >= 1, got {cfg.n}")
+    with config_errors():
+        config = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
+    given = HydraConfig.get().overrides.task
+    if "split" in config and not any(o.lstrip("+").startswith("task.split=") for o in given):
         config["split"] = "all"
     task = load_task(config)
-    pilot = build_pilot(task, n, seed)
-    count = write_jsonl(own["out"], [(record.instance, rule_of(task, record.instance)) for record in pilot])
+    pilot = build_pilot(task, cfg.n, cfg.seed)
+    count = write_jsonl(str(cfg.out), [(record.instance, rule_of(task, record.instance)) for record in pilot])
     langs = len({record.instance.lang for record in pilot})
-    summary = f"{count} instances ({langs} languages, n={n}, seed={seed})"
-    print(f"wrote a PilotSet of {summary} of task {name} to {own['out']}")
+    summary = f"{count} instances ({langs} languages, n={cfg.n}, seed={cfg.seed})"
+    print(f"wrote a PilotSet of {summary} of task {config['name']} to {cfg.out}")
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m pipeline.pilot``: a Hydra app over ``conf/pilot.yaml``."""
+    run_app(_hydra_main, None if argv is None else list(argv), config_name="pilot", required=("task",))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__, plots
-from pipeline.cli import CONF_DIR, check_override_keys, check_overrides, config_errors, join_repeated
+from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error, one_line
 from pipeline.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.report import write_markdown, write_tables
@@ -262,14 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     and multirun work as for the sweep. ``argv`` (tests) stands in for the command line.
     """
     args = join_repeated(sys.argv[1:] if argv is None else list(argv), "run")
-    check_override_keys(args, config_name="reduce")
-    check_overrides(args, config_name="reduce")
-    saved = sys.argv
-    sys.argv = [saved[0], *args]
-    try:
-        _hydra_main()
-    finally:
-        sys.argv = saved
+    run_app(_hydra_main, args, config_name="reduce")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,14 @@ def compose_sweep(overrides: list[str]) -> SweepConfig:
         return sweep_config(compose("config", overrides=overrides))
 
 
+def compose_task(name: str, overrides: list[str]) -> dict:
+    """``conf/task/<name>.yaml`` composed with ``task.*`` overrides, as every entry point composes it."""
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        return OmegaConf.to_container(compose("export", overrides=[f"task={name}", *overrides]).task, resolve=True)
+
+
 def rows(out_dir: Path):
     """Every ``*.parquet`` file below out_dir, read together (the run's result by contract)."""
     return ds.dataset([str(p) for p in sorted(Path(out_dir).rglob("*.parquet"))], format="parquet").to_table()

@@ -54,7 +54,11 @@ def test_exported_globalopinionqa_keeps_its_rule_and_response_language(tmp_path:
 def test_export_errors_are_one_line_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "x.jsonl"
     for argv, message in [
-        (["task=nope", f"out={out}"], "error: unknown task 'nope'; valid tasks: xnli, xquad"),
+        (["task=nope", f"out={out}"], "error: unknown task 'nope'; valid: culturalbench, globalopinionqa, jsonl"),
+        ([f"out={out}"], "error: no task given; valid: culturalbench, "),
+        (["task=xnli", "task.nokey=1", f"out={out}"], "error: unknown config key 'task.nokey' under 'task'; valid:"),
+        (["task=xnli", "task.langs=[de", f"out={out}"], "error: bad option 'task.langs=[de'"),
+        (["task=sample", "model=tiny", f"out={out}"], "error: bad option: Could not override 'model'"),
         (["task=xnli", f"out={out}"], "error: task xnli: task.root is required"),
         (["task=xnli", f"task.root={ROOT}"], "error: out=FILE.jsonl is required"),
         (["task=xnli", f"task.root={ROOT}", "task.langs=[th]", f"out={out}"], "error: task xnli: unknown language"),

@@ -9,7 +9,9 @@ from omegaconf import OmegaConf
 
 from pipeline.errors import PipelineError
 from pipeline.tasks import BUILTIN, TASK_NAMES, load_task
-from pipeline.tasks.compose import CONF_DIR, compose_task, parse_argv
+from sweeps import compose_task
+
+from pipeline.cli import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "xtransplant-data"
 
@@ -53,28 +55,6 @@ def test_overrides_compose_like_the_sweep() -> None:
         "xnli-unseen-00000-de", "xnli-unseen-00001-de", "xnli-unseen-00000-zh", "xnli-unseen-00001-zh"]
     assert compose_task("mkqa", [])["langs"][-1] == "no"
     assert load_task(compose_task("sample", [])).instances()
-
-
-@pytest.mark.parametrize(
-    "name, overrides, message",
-    [
-        ("nope", [], r"unknown task 'nope'; valid tasks: xnli, xquad, globalopinionqa, xcopa, mkqa, culturalbench"),
-        (None, [], r"no task given; valid tasks:"),
-        ("xnli", ["task.nokey=1"], r"task xnli: Could not override 'task\.nokey'"),
-        ("xnli", ["task.langs=[de"], r"task xnli: .*"),
-    ],
-)
-def test_compose_errors_are_one_line(name: str | None, overrides: list[str], message: str) -> None:
-    with pytest.raises(PipelineError, match=message) as info:
-        compose_task(name, overrides)
-    assert "\n" not in str(info.value)
-
-
-def test_parse_argv() -> None:
-    name, overrides, own = parse_argv(["task=xnli", "task.langs=[de]", "+task.x=1", "~task.y", "out=f"], ["out"], "u")
-    assert (name, overrides, own) == ("xnli", ["task.langs=[de]", "+task.x=1", "~task.y"], {"out": "f"})
-    with pytest.raises(PipelineError, match=r"unexpected argument 'model=tiny'; usage: u"):
-        parse_argv(["model=tiny"], ["out"], "u")
 
 
 def test_load_task_rejects_unknown_names_and_non_mappings() -> None:

@@ -26,7 +26,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.cli import CONF_DIR, check_override_keys, check_overrides, config_errors, join_repeated
+from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.shards import replace_dir
 
@@ -168,14 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] not in COMMANDS:
         raise PipelineError(f"unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)} (python -m pipeline.select fit ...)")
     args = [f"command={argv[0]}", *join_repeated(argv[1:], "run")]
-    check_override_keys(args, config_name="select")
-    check_overrides(args, config_name="select")
-    saved = sys.argv
-    sys.argv = [saved[0], *args]
-    try:
-        _hydra_main()
-    finally:
-        sys.argv = saved
+    run_app(_hydra_main, args, config_name="select")
 
 
 if __name__ == "__main__":
