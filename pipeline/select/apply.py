@@ -17,6 +17,8 @@ layer) where the selector transplants.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +28,8 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.select.features import FeatureExtractor, features_path
 from pipeline.shards import Shard, write_atomic
+
+log = logging.getLogger(__name__)
 
 
 def load_for_sweep(path: str | None, n_layers: int, model_name: str):
@@ -41,7 +45,7 @@ def load_for_sweep(path: str | None, n_layers: int, model_name: str):
             f"model {model_name} has {n_layers}: a selector only applies to the model it was fitted on"
         )
     if selector.model != model_name:
-        print(f"[sweep] warning: selector {path} was fitted on {selector.model}, applied to {model_name}", flush=True)
+        log.warning("[sweep] warning: selector %s was fitted on %s, applied to %s", path, selector.model, model_name)
     return selector
 
 
@@ -95,7 +99,7 @@ def pending_selected(out_dir: Path, shards: Sequence[Shard], selector, n_granula
             continue
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         path.rename(aside)
-        print(f"[sweep] shard {path.name} {problem}: moved it to {aside.name} and recomputing it", flush=True)
+        log.warning("[sweep] shard %s %s: moved it to %s and recomputing it", path.name, problem, aside.name)
         todo.append(shard)
     return todo
 
