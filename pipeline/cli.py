@@ -122,6 +122,14 @@ def config_errors() -> Iterator[None]:
         raise PipelineError(f"config: {err}") from err
 
 
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """The overrides among ``argv``, as Hydra's own command-line parser separates them from its flags."""
+    from hydra._internal.utils import get_args_parser  # the parser @hydra.main itself uses
+
+    known, _ = get_args_parser().parse_known_args(argv)
+    return list(known.overrides)
+
+
 def check_overrides(argv: list[str], config_name: str) -> None:
     """Composes ``config_name`` with ``argv``, so a value of the wrong type is one ``error:`` line.
 
@@ -139,9 +147,7 @@ def check_overrides(argv: list[str], config_name: str) -> None:
         return
     parser = OverridesParser.create()
     fixed, swept = [], []
-    for arg in argv:
-        if arg.startswith("-"):
-            continue
+    for arg in hydra_overrides(argv):
         try:
             override = parser.parse_overrides([arg])[0]
         except Exception as err:  # noqa: BLE001  Hydra's grammar errors share no base class
