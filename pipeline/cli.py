@@ -1,8 +1,8 @@
-"""Shared pieces of the command-line entry points (sweep, transplant, inspect).
+"""Shared pieces of the command-line entry points: every ``python -m pipeline.*`` is a Hydra app.
 
-Hydra's own messages for a mistyped group choice or key span several lines and suggest ``+key=``,
-which then composes silently (the key is ignored). These checks run before Hydra and turn each
-into one ``error:`` line naming the choice or key and the valid ones.
+Hydra's own messages for a mistyped group choice, key or value span several lines (and for a key
+suggest ``+key=``). These checks run before Hydra and turn each into one ``error:`` line naming
+the choice, key or value and the valid ones (:func:`run_app` runs them, then the app).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.errors import PipelineError, one_line
-
 
 
 def _conf_dir() -> Path:
@@ -61,15 +60,14 @@ def check_override_keys(argv: list[str], config_name: str = "config") -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     parser = OverridesParser.create()
     overrides = []
-    for arg in argv:
-        if arg.startswith("-"):
-            continue
+    for arg in hydra_overrides(argv):
         try:
             overrides += parser.parse_overrides([arg])
-        except Exception:  # noqa: BLE001  a malformed override: Hydra reports it itself
+        except Exception:  # noqa: BLE001  a malformed override: check_overrides names it
             continue
     keyed = [o for o in overrides if o.key_or_group not in GROUPS and not o.key_or_group.startswith("hydra")
              and "/" not in o.key_or_group and o.package is None]  # fmt: skip
@@ -82,8 +80,6 @@ def check_override_keys(argv: list[str], config_name: str = "config") -> None:
         for o in overrides
         if o.key_or_group in GROUPS and not o.is_delete()
     }
-    from hydra.errors import HydraException
-
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         try:
             trees = [

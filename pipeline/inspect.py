@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, check_overrides, config_errors
+from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
@@ -262,10 +261,7 @@ def _main(cfg: DictConfig) -> None:
 
 @exit_on_user_error
 def main() -> None:
-    check_group_choices(sys.argv[1:])
-    check_override_keys(sys.argv[1:], config_name="inspect")
-    check_overrides(sys.argv[1:], config_name="inspect")
-    _main()
+    run_app(_main, None, config_name="inspect")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__, plots
 from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
-from pipeline.errors import PipelineError, exit_on_user_error, one_line
+from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.report import write_markdown, write_tables
 from pipeline.results import UnitResults, attach_selections, load_run, shard_files

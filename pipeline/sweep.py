@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__
-from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, check_overrides, config_errors
+from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
@@ -185,12 +185,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 @exit_on_user_error
 def main() -> None:
-    check_group_choices(sys.argv[1:])
-    check_override_keys(sys.argv[1:])
-    check_overrides(sys.argv[1:], config_name="config")
     started = time.perf_counter()
     try:
-        _hydra_main()
+        run_app(_hydra_main, None, config_name="config")
     finally:
         if "pipeline.workers" in sys.modules:  # a run used Ray: stop the local cluster it started
             sys.modules["pipeline.workers"].shutdown()

@@ -6,7 +6,7 @@ import pytest
 from conftest import tiny_pair
 from reference import reference_generate
 
-from pipeline.transplant.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.engine import EngineOptions, TransplantEngine, prefill_pieces
 from pipeline.instances import Instance
 
 MAX_NEW = 8
@@ -97,3 +97,24 @@ def test_same_prompt_diagonal_reproduces_vanilla(arch):
     for g in ("attn", "ffn", "block"):
         for i in range(4):
             assert gens[(0, g, i, i)].token_ids == vanilla, (g, i)
+
+
+def test_prefill_pieces_bound_the_padding():
+    lengths = [83, 503, 160, 125, 86, 1111, 0]  # the benchmark's three instances, plus an empty prefix
+    assert prefill_pieces(lengths, 0.25) == [[0, 4], [3, 2], [1], [5]]
+    for piece in prefill_pieces(lengths, 0.25):
+        real = sum(lengths[r] for r in piece)
+        assert max(lengths[r] for r in piece) * len(piece) <= 1.25 * real
+    assert prefill_pieces(lengths, float("inf")) == [[0, 4, 3, 2, 1, 5]]  # one padded forward
+    assert prefill_pieces([0, 0], 0.25) == []
+
+
+def test_prefill_in_pieces_equals_one_padded_forward(tiny):
+    """Every source prompt and prefix alone (slack 0) vs all in one padded forward (slack inf)."""
+    model, tok = tiny
+    one = run(model, tok, MIXED, instance_batch=4, chunk_size=64, prefill_slack=float("inf"))
+    pieces = run(model, tok, MIXED, instance_batch=4, chunk_size=64, prefill_slack=0.0)
+    assert one.keys() == pieces.keys()
+    for k, gen in one.items():
+        assert pieces[k].token_ids == gen.token_ids, k
+        assert pieces[k].logprob_sum == pytest.approx(gen.logprob_sum, abs=1e-4)

@@ -14,7 +14,6 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 from pipeline.tasks.common import BuiltinTask, fail
 from pipeline.tasks.pilotset import Record

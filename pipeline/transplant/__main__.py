@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
-from pipeline.cli import CONF_DIR, check_group_choices, check_override_keys, check_overrides, config_errors
+from pipeline.cli import CONF_DIR, config_errors, run_app
 
 
 @dataclass
@@ -86,12 +86,7 @@ def _main(cfg: DictConfig) -> None:
 
 @exit_on_user_error
 def main() -> None:
-    import sys
-
-    check_group_choices(sys.argv[1:])
-    check_override_keys(sys.argv[1:], config_name="transplant")
-    check_overrides(sys.argv[1:], config_name="transplant")
-    _main()
+    run_app(_main, None, config_name="transplant")
 
 
 if __name__ == "__main__":

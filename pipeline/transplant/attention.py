@@ -41,6 +41,9 @@ class SharedPrefixKV:
         self.recording = False
         self.prefix_rows: torch.Tensor | None = None
         self.prefix_len: list[int] = []
+        self._slots = torch.empty(0, dtype=torch.long)
+        self._piece_width = 0
+        self._shape = (0, 0)
         self.prefix_kt: list[torch.Tensor | None] = [None] * n_layers
         self.prefix_v: list[torch.Tensor | None] = [None] * n_layers
         self.suffix_k: list[torch.Tensor] = []
@@ -50,16 +53,34 @@ class SharedPrefixKV:
         self.step = 0
 
     # -- prefill -----------------------------------------------------------------------------
-    def record_prefix(self, rows: torch.Tensor, lengths: list[int]) -> None:
-        """Arms recording: the next forward stores keys/values of ``rows`` (the target prefixes)."""
+    def record_prefix(self, rows: torch.Tensor, slots: list[int], lengths: list[int], n_groups: int, width: int) -> None:
+        """Arms recording: the next forward stores keys/values of its batch ``rows`` as instance groups ``slots``.
+
+        A prefill may take several forwards (pieces of similar length, see
+        ``TransplantEngine._prefill``); each records its own prefixes into buffers of ``n_groups``
+        instances and ``width`` positions (the batch's longest prefix), allocated by the first one.
+        ``rows`` may be empty (a piece holding only source prompts).
+        """
         self.recording = True
         self.prefix_rows = rows
-        self.prefix_len = list(lengths)
+        self._slots = torch.tensor(slots, dtype=torch.long, device=rows.device)
+        self._piece_width = max(lengths, default=0)
+        self._shape = (n_groups, width)
+        if len(self.prefix_len) != n_groups:
+            self.prefix_len = [0] * n_groups
+        for slot, length in zip(slots, lengths):
+            self.prefix_len[slot] = length
 
     def _record(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
-        p_max = max(self.prefix_len, default=0)
-        self.prefix_kt[layer] = key[self.prefix_rows, :, :p_max].transpose(2, 3).contiguous()
-        self.prefix_v[layer] = value[self.prefix_rows, :, :p_max].contiguous()
+        n_groups, width = self._shape
+        _, kvh, _, d = key.shape
+        if self.prefix_kt[layer] is None:  # positions past an instance's length are never read
+            self.prefix_kt[layer] = key.new_zeros((n_groups, kvh, d, width))
+            self.prefix_v[layer] = value.new_zeros((n_groups, kvh, width, d))
+        if len(self.prefix_rows):
+            p = self._piece_width
+            self.prefix_kt[layer][self._slots, :, :, :p] = key[self.prefix_rows, :, :p].transpose(2, 3)
+            self.prefix_v[layer][self._slots, :, :p] = value[self.prefix_rows, :, :p]
 
     def stop_recording(self) -> None:
         self.recording = False

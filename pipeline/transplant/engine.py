@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,9 @@ class EngineOptions:
         length_aware: instance batches group instances of similar prompt length
             (:meth:`TransplantEngine.instance_batches`); False keeps the input order (the
             benchmark's A/B of length-aware batching; results are identical either way).
+        prefill_slack: a prefill forward's padding may add at most this share of its real tokens
+            before its sequences are split into another forward (:func:`prefill_pieces`);
+            ``inf`` = one padded forward per instance batch. Results are identical either way.
     """
 
     max_new_tokens: int = 20
@@ -88,6 +92,7 @@ class EngineOptions:
     simulate_oom_above: int | None = None
     decoding: str = "checkpoint"
     length_aware: bool = True
+    prefill_slack: float = 0.25
 
     def __post_init__(self):
         if self.decoding not in DECODING_MODES:
@@ -120,6 +125,27 @@ def right_pad(seqs: Sequence[list[int]], pad: int | None) -> tuple[torch.Tensor,
         ids[r, : len(seq)] = torch.tensor(seq)
         mask[r, : len(seq)] = 1
     return ids, mask
+
+
+def prefill_pieces(lengths: Sequence[int], slack: float) -> list[list[int]]:
+    """Sequences of a prefill grouped into forwards that waste at most ``slack`` on padding.
+
+    Non-empty sequences in ascending length order are cut into consecutive pieces; a piece grows
+    while (its longest length x its size) <= (1 + slack) x its real tokens. Similar lengths share
+    one forward (as many rows as possible per GEMM); a long context gets its own. Empty sequences
+    (the prefix of a one-token target prompt) need no forward.
+    """
+    order = sorted((r for r, length in enumerate(lengths) if length > 0), key=lambda r: lengths[r])
+    pieces: list[list[int]] = []
+    piece: list[int] = []
+    real = 0
+    for r in order:
+        if piece and lengths[r] * (len(piece) + 1) > (1 + slack) * (real + lengths[r]):
+            pieces.append(piece)
+            piece, real = [], 0
+        piece.append(r)
+        real += lengths[r]
+    return [*pieces, piece] if piece else pieces
 
 
 CPU_CACHE_BYTES = 2 << 20  # [rows, V] logits of one block of rows fit in a core's L2 cache (2 MB here)
@@ -261,30 +287,47 @@ class TransplantEngine:
         return list(ids)
 
     def _prefill(self, members: list[int], tokens: Sequence[tuple[list[int], list[int]]]) -> _Prefilled:
-        """One forward over source prompts and target prefixes: activation bank + prefix KV.
+        """Forwards over source prompts and target prefixes: activation bank + prefix KV.
 
         ``members`` are the batch's instance indices (group g of the batch is ``members[g]``);
-        ``tokens`` their (source ids, target ids).
+        ``tokens`` their (source ids, target ids). The 2G sequences go through the decoder in
+        pieces of similar length (:func:`prefill_pieces`), each right-padded only to its own
+        longest sequence: a 1,100-token context no longer makes every short prompt of its batch
+        pay for 1,100 positions of MLP and quadratic attention. Each piece fills its rows of the
+        bank and its instances' prefix keys/values.
         """
         sources = [source for source, _ in tokens]
         targets = [target for _, target in tokens]
         prefixes = [t[:-1] for t in targets]
-        seqs = sources + prefixes
-        ids, mask = right_pad(seqs, self.tokenizer.pad_token_id)
+        seqs = sources + prefixes  # row r < n: source of group r; row n + g: prefix of group g
         n = len(members)
         kv = attention.SharedPrefixKV(self.n_layers)
-        kv.record_prefix(torch.arange(n, 2 * n, device=self.device), [len(p) for p in prefixes])
-        source_rows = torch.arange(n, device=self.device)
-        source_last = torch.tensor([len(s) - 1 for s in sources], device=self.device)
+        width = max(len(p) for p in prefixes)
+        bank: torch.Tensor | None = None
         decoder = self.model.get_decoder()
-        with capture_last(self.model, source_rows, source_last) as bank:
-            decoder(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                use_cache=False,
-                **{attention.KV_KWARG: kv},
-            )
-        kv.stop_recording()
+        for piece in prefill_pieces([len(q) for q in seqs], self.options.prefill_slack):
+            ids, mask = right_pad([seqs[r] for r in piece], self.tokenizer.pad_token_id)
+            src = [k for k, r in enumerate(piece) if r < n]
+            pre = [k for k, r in enumerate(piece) if r >= n]
+            kv.record_prefix(
+                torch.tensor(pre, dtype=torch.long, device=self.device), [piece[k] - n for k in pre],
+                [len(seqs[piece[k]]) for k in pre], n, width,
+            )  # fmt: skip
+            rows = torch.tensor(src, dtype=torch.long, device=self.device)
+            last = torch.tensor([len(seqs[piece[k]]) - 1 for k in src], dtype=torch.long, device=self.device)
+            with capture_last(self.model, rows, last) if src else nullcontext() as part:
+                decoder(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    use_cache=False,
+                    **{attention.KV_KWARG: kv},
+                )
+            kv.stop_recording()
+            if src:
+                if bank is None:
+                    bank = part.new_zeros((n, *part.shape[1:]))
+                bank[[piece[k] for k in src]] = part
+        assert bank is not None  # every source prompt has at least one token (_tokenize)
         prompts, _ = right_pad(targets, self.tokenizer.pad_token_id)
         return _Prefilled(
             bank=bank,
