@@ -31,7 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.cli import CONF_DIR, config_errors, run_app
+from pipeline.cli import CONF_DIR, config_errors, strict_int, run_app
 from pipeline.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
@@ -116,7 +116,7 @@ def case_study(cfg: DictConfig) -> dict[str, Any]:
     granularity = str(cfg.granularity)
     if granularity not in GRANULARITIES:
         raise PipelineError(f"granularity '{granularity}' is not valid; valid: {', '.join(GRANULARITIES)}")
-    source_layer, target_layer, top_k = (_int(cfg, k) for k in ("source_layer", "target_layer", "top_k"))
+    source_layer, target_layer, top_k = (strict_int(cfg, k) for k in ("source_layer", "target_layer", "top_k"))
     if top_k < 1:
         raise PipelineError(f"top_k must be >= 1, got {top_k}")
     n_layers = spec.tiny.n_layers if spec.tiny is not None else None
@@ -154,13 +154,6 @@ class InspectSchema:
 
 
 ConfigStore.instance().store(name="inspect_schema", node=InspectSchema)
-
-
-def _int(cfg: DictConfig, key: str) -> int:
-    value = cfg[key]
-    if isinstance(value, bool):  # OmegaConf lets true through as an int
-        raise PipelineError(f"{key} must be an integer, got {value!r}")
-    return value
 
 
 def _case_input(cfg: DictConfig) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
-from pipeline.cli import CONF_DIR, config_errors, run_app
+from pipeline.cli import CONF_DIR, config_errors, strict_int, run_app
 
 
 @dataclass
@@ -42,20 +42,13 @@ class TransplantSchema:
 ConfigStore.instance().store(name="transplant_schema", node=TransplantSchema)
 
 
-def _int(cfg: DictConfig, key: str) -> int:
-    value = cfg[key]
-    if isinstance(value, bool):  # OmegaConf lets true through as an int
-        raise PipelineError(f"{key} must be an integer layer index, got {value!r}")
-    return value
-
-
 def transplant_once(cfg: DictConfig) -> dict[str, str]:
     """Returns {'vanilla': text, 'transplant': text} for the configured prompts and pair."""
     spec = model_spec(cfg.model)
     granularity = str(cfg.granularity)
     if granularity not in GRANULARITIES:
         raise PipelineError(f"granularity '{granularity}' is not valid; valid: {', '.join(GRANULARITIES)}")
-    source_layer, target_layer = _int(cfg, "source_layer"), _int(cfg, "target_layer")
+    source_layer, target_layer = strict_int(cfg, "source_layer"), strict_int(cfg, "target_layer")
     instance = Instance("cli", "?", str(cfg.prompt), str(cfg.source_prompt), "")
     n_layers = spec.tiny.n_layers if spec.tiny is not None else None
     for name, layer in (("source_layer", source_layer), ("target_layer", target_layer)):
