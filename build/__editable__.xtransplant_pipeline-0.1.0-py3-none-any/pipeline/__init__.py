@@ -1,0 +1,1 @@
+/work/main/pipeline/__init__.py

@@ -1,0 +1,1 @@
+/work/main/pipeline/select/apply.py

@@ -1,0 +1,1 @@
+/work/main/pipeline/tasks/jsonl.py

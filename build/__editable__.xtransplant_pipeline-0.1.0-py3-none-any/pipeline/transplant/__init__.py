@@ -1,0 +1,1 @@
+/work/main/pipeline/transplant/__init__.py

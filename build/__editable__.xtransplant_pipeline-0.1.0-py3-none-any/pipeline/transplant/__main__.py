@@ -1,0 +1,1 @@
+/work/main/pipeline/transplant/__main__.py
