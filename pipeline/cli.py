@@ -130,7 +130,12 @@ def hydra_overrides(argv: list[str]) -> list[str]:
     """The overrides among ``argv``, as Hydra's own command-line parser separates them from its flags."""
     from hydra._internal.utils import get_args_parser  # the parser @hydra.main itself uses
 
-    known, _ = get_args_parser().parse_known_args(argv)
+    known, unknown = get_args_parser().parse_known_args(argv)
+    if unknown:  # Hydra's own parse would stop here with its usage text
+        raise PipelineError(
+            f"unrecognized arguments: {' '.join(unknown)} (Hydra's flags such as -m or --cfg go before the key=value "
+            "overrides)"
+        )
     return list(known.overrides)
 
 
