@@ -36,6 +36,12 @@ GROUPS = ("model", "task", "grid", "cluster", "experiment")
 """Config groups; ``experiment`` (``+experiment=main/xnli``, the paper's runs) is not in the defaults."""
 
 
+def group_choices(group: str) -> list[str]:
+    """The choices of a config group: its YAML files, nested ones as ``main/xnli``."""
+    folder = CONF_DIR / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
 def check_group_choices(argv: list[str]) -> None:
     """One clear line for an unknown config-group choice (Hydra's own error is several lines)."""
     for arg in argv:
@@ -43,7 +49,7 @@ def check_group_choices(argv: list[str]) -> None:
         key = key.lstrip("+~")
         if not sep or key not in GROUPS:
             continue
-        valid = sorted(p.relative_to(CONF_DIR / key).with_suffix("").as_posix() for p in (CONF_DIR / key).rglob("*.yaml"))
+        valid = group_choices(key)
         for choice in value.split(","):
             if choice and choice not in valid:
                 raise PipelineError(f"unknown {key} '{choice}'; valid: {', '.join(valid)}")
@@ -229,8 +235,7 @@ def run_app(app: Callable[[], None], argv: list[str] | None, config_name: str, r
     args = list(sys.argv[1:] if argv is None else argv)
     for group in required:
         if not any(a.lstrip("+").startswith(f"{group}=") for a in args):
-            valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-            raise PipelineError(f"no {group} given; valid: {', '.join(valid)} ({group}=NAME)")
+            raise PipelineError(f"no {group} given; valid: {', '.join(group_choices(group))} ({group}=NAME)")
     check_group_choices(args)
     check_override_keys(args, config_name=config_name)
     check_overrides(args, config_name=config_name)

@@ -31,7 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.cli import CONF_DIR, config_errors, strict_int, run_app
+from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
 from pipeline.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model

@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
-from pipeline.cli import CONF_DIR, config_errors, strict_int, run_app
+from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
 
 
 @dataclass
