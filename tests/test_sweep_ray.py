@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,7 +37,10 @@ def local_ray():
     # loopback and token auth come from the environment conftest.py sets, as pipeline.workers does
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False)
     yield
+    started = psutil.Process().children(recursive=True)  # GCS, raylet, its agents and workers
     ray.shutdown()
+    _, left = psutil.wait_procs(started, timeout=10)
+    _end(left)  # an agent of this cluster once outlived it, spinning at 50% CPU for the rest of the suite
 
 
 def canonical(table):
@@ -158,19 +163,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_job_submit_against_a_running_head(tmp_path):
+def _stop_head(token: str) -> None:
+    """Kills the processes of the head started with auth token ``token``, and only those.
+
+    ``ray stop`` would kill every Ray process on the machine, including a user's own sweep (its
+    raylet died while this suite ran beside it). Every process of the head, its agents and client
+    server included (which rename themselves, so their command lines say nothing), inherits the
+    head's environment with this test's random token.
+    """
+    _end(_with_token(token))
+    psutil.wait_procs(_with_token(token), timeout=30)
+
+
+def _with_token(token: str) -> list[psutil.Process]:
+    """Running processes whose environment holds RAY_AUTH_TOKEN=token."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("RAY_AUTH_TOKEN") == token and _running(proc):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_ray_job_submit_against_a_running_head(local_ray, tmp_path):
+    """A sweep submitted as a Ray job to a running head; stopping that head spares other clusters."""
     ray_bin = str(Path(sys.executable).parent / "ray")
     # Ray >= 2.59 enables token authentication for local clusters: share one token with the head
     # and the job client, as the Ray docs describe (RAY_AUTH_MODE=token + RAY_AUTH_TOKEN).
+    token = secrets.token_hex(32)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     port, dash, agent = _free_port(), _free_port(), _free_port()
-    start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                            f"--dashboard-agent-listen-port={agent}",
-                            "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=300)
-    assert start.returncode == 0, start.stderr[-2000:]
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # its own session files; short for socket paths
     try:
+        start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+                                f"--dashboard-agent-listen-port={agent}", f"--temp-dir={temp_dir}",
+                                "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=300)
+        assert start.returncode == 0, start.stderr[-2000:]
         task = write_task(tmp_path / "task.jsonl", n=2)
         out = tmp_path / "out"
         command = [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
@@ -185,4 +217,8 @@ def test_ray_job_submit_against_a_running_head(tmp_path):
         table = rows(out)
         assert table.num_rows == 2 * 10
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_head(token)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not _with_token(token)
+    # the module's own cluster (another Ray on this machine, like a user's sweep) still runs tasks
+    assert ray.get(ray.remote(lambda: 42).remote(), timeout=60) == 42
