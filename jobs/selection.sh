@@ -6,7 +6,8 @@
 #   MODEL=tiny LIMIT=2 PILOT_LIMIT=3 EXTRA="model.tiny.n_layers=3 max_new_tokens=4 cluster=inprocess" \
 #       FIT="folds=2 threads=1" jobs/selection.sh                     # the same commands, a smoke run on CPU
 #
-# MODEL: a conf/model choice. DATA: the authors' release. LIMIT: unseen instances per language.
+# MODEL: a conf/model choice. DATA: the authors' release. LIMIT: unseen instances per language
+# (LIMIT_<task>, e.g. LIMIT_xnli=2, overrides it for one task).
 # PILOT_LIMIT: PilotSet instances per language (empty = all). OUT: where everything goes.
 # EXTRA: more sweep overrides. FIT: more fit overrides (e.g. learner=logistic).
 set -euo pipefail
@@ -21,6 +22,7 @@ PY=${PY:-python}
 TASKS=${TASKS:-"xnli xquad globalopinionqa"}
 GRIDS="source_last target_first"
 pilot_limit=${PILOT_LIMIT:+task.limit=$PILOT_LIMIT}
+limit() { local name="LIMIT_$1"; echo "${!name:-$LIMIT}"; }
 start=$(date +%s)
 stamp() { echo "[selection] $1: $(( $(date +%s) - start ))s since start"; }
 
@@ -38,7 +40,7 @@ stamp "fit"
 
 # 3. Held-out: a sample of the unseen sets, the same candidates with features (nothing is tuned on them).
 for task in $TASKS; do for grid in $GRIDS; do
-  $PY -m pipeline.sweep model=$MODEL task=$task task.root=$DATA task.split=unseen task.limit=$LIMIT \
+  $PY -m pipeline.sweep model=$MODEL task=$task task.root=$DATA task.split=unseen task.limit=$(limit $task) \
     granularity=[attn,ffn] grid=$grid features=true out_dir=$OUT/unseen/$task-$grid $EXTRA
 done; done
 stamp "held-out sweeps"
@@ -51,7 +53,7 @@ stamp "evaluate"
 # 5. The selection for real: vanilla + the chosen config per instance (2 generations), then the
 #    reduce report with the "Learned selection" row beside the held-out SourceLast/TargetFirst runs.
 for task in $TASKS; do
-  $PY -m pipeline.sweep model=$MODEL task=$task task.root=$DATA task.split=unseen task.limit=$LIMIT \
+  $PY -m pipeline.sweep model=$MODEL task=$task task.root=$DATA task.split=unseen task.limit=$(limit $task) \
     grid=selected grid.selector=$OUT/selector out_dir=$OUT/selected/$task $EXTRA
   $PY -m pipeline.reduce run=$OUT/unseen/$task-source_last run=$OUT/unseen/$task-target_first \
     run=$OUT/selected/$task out=$OUT/report/$task
