@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cells  # noqa: E402
 from cost_model import cost_tables  # noqa: E402
+from measure import cpu_counters, other_load  # noqa: E402
 from report import format_results, write_doc  # noqa: E402
 
 NEAR_TIE = 1e-4
@@ -71,6 +72,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_before": os.getloadavg(),
+        "cpu_start": cpu_counters(),
     }
 
 
@@ -141,6 +143,7 @@ def main() -> None:
             rows.append(row)
         results["tables"][table] = rows
     info["load_after"] = os.getloadavg()
+    info["other_load"] = other_load(info.pop("cpu_start"), cpu_counters())
     results["cost_model"] = cost_tables()
     text = format_results(results)
     print(text)

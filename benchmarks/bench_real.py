@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_cells  # noqa: E402
 from bench_engine import compare, in_child, machine  # noqa: E402
+from measure import cpu_counters, other_load  # noqa: E402
 from real_report import format_real, write_real_doc  # noqa: E402
 from real_workload import BENCH8, DATA  # noqa: E402
 
@@ -159,6 +160,7 @@ def main() -> None:
                 failures.append(f"length workload (length_aware={aware}): {runs[-1]['check']['mismatches'][:5]}")
         results["length"] = {"runs": runs, "reference": _strip(ref), "instance_batch": args.instance_batch}
     info["load_after"] = os.getloadavg()
+    info["other_load"] = other_load(info.pop("cpu_start"), cpu_counters())
     text = format_real(results)
     print(text)
     if args.json:

@@ -1,4 +1,5 @@
-"""What the benchmark measures besides wall time: needed FLOPs, matmul throughput, peak RSS.
+"""What the benchmark measures besides wall time: needed FLOPs, matmul throughput, peak RSS, and
+the CPU other processes took during the run.
 
 FLOPs count only the matmul work the XTransplant grid needs (multiply-add = 2 FLOPs; norms,
 RoPE, softmax and sampling are not counted). For a decoder with L layers, hidden H, h query heads
@@ -14,6 +15,8 @@ where the transplant happens; s = tokens generated, plus the EOS step if the row
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from pathlib import Path
 
@@ -96,3 +99,28 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def cpu_counters() -> dict:
+    """A snapshot for :func:`other_load`: wall clock, the machine's busy CPU seconds, this tree's own.
+
+    Busy = user + nice + system + irq + softirq of /proc/stat's first line (steal excluded: that is
+    the hypervisor's); own = this process's CPU time plus that of its children already reaped
+    (the benchmark's cells run in child processes that end before the next snapshot).
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    tick = os.sysconf("SC_CLK_TCK")
+    own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    return {"wall": time.monotonic(), "busy": (user + nice + system + irq + softirq) / tick, "own": own}
+
+
+def other_load(start: dict, end: dict) -> dict:
+    """CPU seconds other processes used between two :func:`cpu_counters`, and their mean cores.
+
+    The load average cannot say this: during a run it counts the benchmark's own threads.
+    """
+    seconds = max(0.0, (end["busy"] - start["busy"]) - (end["own"] - start["own"]))
+    wall = max(end["wall"] - start["wall"], 1e-9)
+    return {"seconds": round(seconds, 1), "wall": round(wall, 1), "cores": round(seconds / wall, 3)}

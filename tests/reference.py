@@ -93,15 +93,9 @@ def reference_generate(model, tokenizer, target: str, source: str | None, granul
             model.generation_config = GenerationConfig()
             config = GenerationConfig()
         config.update(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
-                      eos_token_id=eos_token_ids, pad_token_id=tokenizer.pad_token_id)
-        gen = model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            generation_config=config,
-            output_logits=True,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
+                      eos_token_id=eos_token_ids, pad_token_id=tokenizer.pad_token_id,
+                      output_logits=True, output_scores=True, return_dict_in_generate=True)
+        gen = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
     finally:
         model.generation_config = saved_config
         for h in handles:
