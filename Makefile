@@ -58,7 +58,7 @@ $(VENV)/.bench: $(VENV)/.installed  ## the bench extra (nnsight, the peer of ben
 	$(EDITABLE) $(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
-bench: install $(VENV)/.bench  ## bench_engine.py (~12 min) then bench_real.py (see bench-real) -> docs/performance.md
+bench: install $(VENV)/.bench  ## bench_engine.py (~12 min) then bench_real.py (~23 min) -> docs/performance.md
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_real.py
 
