@@ -36,7 +36,9 @@ def _watch(driver: psutil.Process, seen: dict, listening: set, env_of: dict) -> 
         try:
             seen.setdefault(proc.pid, proc)
             name = proc.name()
-            env_of.setdefault(name, proc.environ().get("RAY_AUTH_MODE"))
+            environ = proc.environ()
+            if environ:  # empty in the instant of exec when comm is already the new name (seen once in CI)
+                env_of.setdefault(name, environ.get("RAY_AUTH_MODE"))
             for conn in proc.net_connections(kind="inet"):
                 if conn.status == psutil.CONN_LISTEN:
                     listening.add((name, conn.laddr.ip, conn.laddr.port))
