@@ -1,1 +1,0 @@
-/work/main/pipeline/transplant/__main__.py

@@ -1,1 +1,0 @@
-/work/main/pipeline/transplant/attention.py
