@@ -123,16 +123,9 @@ def load_lines(m: dict) -> list[str]:
     """What else ran during a measurement: other processes' CPU seconds (``measure.other_load``).
 
     The load average is printed too but cannot decide it: during a run it counts the benchmark's
-    own threads, and before it the decay of a job that has just ended. Runs recorded before the
-    CPU accounting existed fall back to the load average.
+    own threads, and before it the decay of a job that has just ended.
     """
-    other = m.get("other_load")
-    if other is None:
-        busiest = max(m["load_before"][0], m.get("load_after", m["load_before"])[0])
-        if busiest <= m["cores"] / 2:
-            return []
-        return ["", f"**The machine was busy (1-min load average up to {busiest:.1f} on {m['cores']} cores): "
-                    "these timings are slower and noisier than on a quiet machine; rerun when quiet.**"]
+    other = m["other_load"]
     text = (f"Other processes used {other['seconds']:.0f} CPU-seconds during the {other['wall']:.0f} s run "
             f"({other['cores']:.2f} cores on average)")
     if other["cores"] > BUSY_CORES:

@@ -171,8 +171,9 @@ def _stop_head(token: str) -> None:
     server included (which rename themselves, so their command lines say nothing), inherits the
     head's environment with this test's random token.
     """
-    _end(_with_token(token))
-    psutil.wait_procs(_with_token(token), timeout=30)
+    ours = _with_token(token)
+    _end(ours)
+    psutil.wait_procs(ours, timeout=30)
 
 
 def _with_token(token: str) -> list[psutil.Process]:
