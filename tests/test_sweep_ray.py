@@ -167,25 +167,26 @@ def _stop_head(token: str) -> None:
     """Kills the processes of the head started with auth token ``token``, and only those.
 
     ``ray stop`` would kill every Ray process on the machine, including a user's own sweep (its
-    raylet died while this suite ran beside it). Every process of the head, its agents and client
-    server included (which rename themselves, so their command lines say nothing), inherits the
-    head's environment with this test's random token.
+    raylet died while this suite ran beside it). The head's GCS, raylet and client server inherit
+    the head's environment with this test's random token; the raylet's agents do not always keep
+    it (and rename themselves), so the processes below token holders go too.
     """
-    ours = _with_token(token)
+    ours = _head_processes(token)
     _end(ours)
     psutil.wait_procs(ours, timeout=30)
 
 
-def _with_token(token: str) -> list[psutil.Process]:
-    """Running processes whose environment holds RAY_AUTH_TOKEN=token."""
-    found = []
+def _head_processes(token: str) -> list[psutil.Process]:
+    """Running processes whose environment holds RAY_AUTH_TOKEN=token, and their descendants."""
+    found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get("RAY_AUTH_TOKEN") == token and _running(proc):
-                found.append(proc)
+            if proc.environ().get("RAY_AUTH_TOKEN") == token:
+                for p in (proc, *proc.children(recursive=True)):
+                    found.setdefault(p.pid, p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    return found
+    return [p for p in found.values() if _running(p)]
 
 
 def test_ray_job_submit_against_a_running_head(local_ray, tmp_path):
@@ -220,6 +221,6 @@ def test_ray_job_submit_against_a_running_head(local_ray, tmp_path):
     finally:
         _stop_head(token)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert not _with_token(token)
+    assert not _head_processes(token)
     # the module's own cluster (another Ray on this machine, like a user's sweep) still runs tasks
     assert ray.get(ray.remote(lambda: 42).remote(), timeout=60) == 42
