@@ -6,10 +6,15 @@ acc(c, L) is the share of correct rows of config c among the instances of langua
 a [n_instances] bool selecting the instances a metric is taken over (one language, or all of
 them for the micro average). Arrays shaped (n, N, N) are [instance, source layer, target layer].
 
-Partial grids (``grid=coarse``, ``source_last``, ``target_first``, ``pairs``, or an interrupted
-sweep): every metric is over the configs present. A config's accuracy is over the instances that
-have a row for it; an absent (instance, config) row never counts as correct in an upper bound; a
-source (target) layer with no config at all gets NaN (``null`` in JSON) in per-layer lists.
+Partial grids (``grid=coarse``, ``source_last``, ``target_first``, ``upper_bounds``, ``pairs``,
+``selected``, or an interrupted sweep): a metric over single configs or over the whole grid (vanilla,
+acc(c), mean over configs, win/tie/lose, oracle upper bound) is over the configs present; a config's
+accuracy is over the instances that have a row for it. A metric over one *row* or *column* of the
+N x N grid (source-wise Eq. 4 and target-wise Eq. 5 upper bounds, layer-wise gains of Fig. 3) is
+defined only where the run holds that whole row (all N target layers) or column (all N source
+layers); elsewhere it is NaN (``null`` in JSON), and the same reduction over the partners present
+is reported beside it, labelled with how many partners it covers (``*_over_present``,
+``*_pairs``), so that a UB(i) over one target layer is never read as the Eq. 4 bound.
 """
 
 from __future__ import annotations
@@ -86,14 +91,43 @@ def win_tie_lose(grid: Outcomes, vanilla: Outcomes, mask: np.ndarray) -> tuple[f
     )
 
 
-def layer_gains(gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Layer-wise gains (paper Fig. 3 curves) from an [N, N] gain matrix.
+@dataclass(frozen=True)
+class LayerGains:
+    """Layer-wise gains (paper Fig. 3) of an [N, N] gain matrix.
 
-    Returns:
-        (source_gain, target_gain): source_gain[i] = mean over target layers j present of
-        acc(i, j) - vanilla; target_gain[j] = mean over source layers i present of the same.
+    Attributes:
+        source: [N] source_gain[i] = mean over all N target layers j of acc(i, j) - vanilla;
+            NaN unless every (i, j) of row i is present (the Fig. 3 curve needs the whole row).
+        target: [N] target_gain[j] = the same over all N source layers i; NaN unless column j is whole.
+        source_pairs / target_pairs: [N] how many partners (targets of row i / sources of column
+            j) are present.
+        source_over_present / target_over_present: [N] the mean over the partners present (NaN
+            where none): equal to ``source`` / ``target`` on whole rows / columns, and over
+            ``*_pairs`` configs elsewhere.
     """
-    return np.asarray(_mean(gains, axis=1)), np.asarray(_mean(gains, axis=0))
+
+    source: np.ndarray
+    target: np.ndarray
+    source_pairs: np.ndarray
+    target_pairs: np.ndarray
+    source_over_present: np.ndarray
+    target_over_present: np.ndarray
+
+
+def layer_gains(gains: np.ndarray) -> LayerGains:
+    """Layer-wise gains (paper Fig. 3) from an [N, N] gain matrix (NaN = config not present)."""
+    n = gains.shape[0]
+    defined = ~np.isnan(gains)
+    source_pairs, target_pairs = defined.sum(axis=1), defined.sum(axis=0)
+    source_mean, target_mean = np.asarray(_mean(gains, axis=1)), np.asarray(_mean(gains, axis=0))
+    return LayerGains(
+        source=np.where(source_pairs == n, source_mean, np.nan),
+        target=np.where(target_pairs == n, target_mean, np.nan),
+        source_pairs=source_pairs,
+        target_pairs=target_pairs,
+        source_over_present=source_mean,
+        target_over_present=target_mean,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,26 +135,36 @@ class UpperBounds:
     """Instance-aware upper bounds (paper Eq. 4-5, Table 4).
 
     Attributes:
-        source: [N] UB_src(i) = share of instances for which some target layer j makes (i, j)
-            correct (Eq. 4). NaN where source layer i has no config row.
-        target: [N] UB_tgt(j) = share of instances for which some source layer i makes (i, j)
-            correct (Eq. 5). NaN where target layer j has no config row.
+        source: [N] UB_src(i) = share of instances for which some target layer j in 0..N-1 makes
+            (i, j) correct (Eq. 4). NaN unless row i is whole: every (i, j) has a row for every
+            instance (a bound over fewer targets is a different, smaller quantity).
+        target: [N] UB_tgt(j) = share of instances for which some source layer i in 0..N-1 makes
+            (i, j) correct (Eq. 5). NaN unless column j is whole.
         oracle: share of instances for which some config of the grid is correct (vanilla not
             included, as in the authors' evaluation scripts).
+        source_pairs / target_pairs: [N] target layers j of row i (source layers i of column j)
+            whose config has a row for every instance.
+        source_over_present / target_over_present: [N] the same shares over the configs present
+            (an absent row counts as not correct; NaN where the layer has no config at all): a
+            lower bound of Eq. 4 / Eq. 5 over ``*_pairs`` partners, equal to them on whole rows.
     """
 
     source: np.ndarray
     target: np.ndarray
     oracle: float
+    source_pairs: np.ndarray
+    target_pairs: np.ndarray
+    source_over_present: np.ndarray
+    target_over_present: np.ndarray
 
     @property
     def source_last(self) -> float:
-        """Table 4 "SourceLast": UB_src(N-1), the last layer as source."""
+        """Table 4 "SourceLast": UB_src(N-1), the last layer as source (NaN unless row N-1 is whole)."""
         return float(self.source[-1])
 
     @property
     def target_first(self) -> float:
-        """Table 4 "TargetFirst": UB_tgt(0), the first layer as target."""
+        """Table 4 "TargetFirst": UB_tgt(0), the first layer as target (NaN unless column 0 is whole)."""
         return float(self.target[0])
 
 
@@ -128,15 +172,26 @@ def upper_bounds(grid: Outcomes, mask: np.ndarray) -> UpperBounds:
     """Eq. 4-5 over the masked instances; the denominator is every masked instance."""
     correct = grid.correct[mask]  # [n, N, N]
     present = grid.present[mask]
+    n_layers = correct.shape[1]
     if correct.shape[0] == 0:
-        nan = np.full(correct.shape[1], np.nan)
-        return UpperBounds(nan, nan.copy(), float("nan"))
+        nan, zero = np.full(n_layers, np.nan), np.zeros(n_layers, np.int64)
+        return UpperBounds(nan, nan.copy(), float("nan"), zero, zero.copy(), nan.copy(), nan.copy())
+    whole = present.all(axis=0)  # [N, N] configs with a row for every masked instance
+    source_pairs, target_pairs = whole.sum(axis=1), whole.sum(axis=0)
     source = correct.any(axis=2).mean(axis=0)
     target = correct.any(axis=1).mean(axis=0)
     source[~present.any(axis=(0, 2))] = np.nan
     target[~present.any(axis=(0, 1))] = np.nan
     oracle = float(correct.any(axis=(1, 2)).mean()) if present.any() else float("nan")
-    return UpperBounds(source, target, oracle)
+    return UpperBounds(
+        source=np.where(source_pairs == n_layers, source, np.nan),
+        target=np.where(target_pairs == n_layers, target, np.nan),
+        oracle=oracle,
+        source_pairs=source_pairs,
+        target_pairs=target_pairs,
+        source_over_present=source,
+        target_over_present=target,
+    )
 
 
 def resolve_layers(candidates: Sequence[Sequence[int]], n_layers: int) -> list[tuple[int, int]]:

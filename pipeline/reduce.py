@@ -233,15 +233,15 @@ def _draw(entries: list[dict], out: Path) -> tuple[dict[str, list[str]], list[st
     """All figures; returns (run slug -> its figure files, figures covering every run)."""
     per_run = {}
     for e in entries:
-        per_run[e["slug"]] = [
-            plots.grid_heatmaps(e, out / f"{e['slug']}.grid.png").name,
-            plots.layer_gain_curves(e, out / f"{e['slug']}.layer_gains.png").name,
-            plots.language_gain_heatmaps(e, out / f"{e['slug']}.languages.png").name,
-        ]
-    shared = [
-        plots.upper_bound_curves(entries, out / "upper_bounds.png").name,
-        plots.win_tie_lose_bars(entries, out / "win_tie_lose.png").name,
-    ]
+        slug = e["slug"]
+        per_run[slug] = [plots.grid_heatmaps(e, out / f"{slug}.grid.png").name]
+        if len(e["grid"]["whole_source_layers"]) > 1 or len(e["grid"]["whole_target_layers"]) > 1:
+            per_run[slug].append(plots.layer_gain_curves(e, out / f"{slug}.layer_gains.png").name)
+        if plots.has_grid_lines(e):  # a partial grid: its whole rows / columns as curves
+            per_run[slug].append(plots.grid_lines(e, out / f"{slug}.lines.png").name)
+        per_run[slug].append(plots.language_gain_heatmaps(e, out / f"{slug}.languages.png").name)
+    shared = [plots.upper_bound_curves(entries, out / "upper_bounds.png").name] if plots.has_upper_bounds(entries) else []
+    shared.append(plots.win_tie_lose_bars(entries, out / "win_tie_lose.png").name)
     return per_run, shared
 
 

@@ -21,7 +21,10 @@ Layers count from 0 (the paper counts from 1). Config (i, j): the source prompt'
 attention output, as the authors' released code does) replaces layer j's output at the last target
 prompt token. Vanilla: no transplant. acc(c, L): share of correct rows of config c among the
 instances of language L. "All" is the micro average over all instances; a High/Mid/Low group value
-is the mean of its languages' values. Over a partial grid every metric uses the configs present.
+is the mean of its languages' values. Over a partial grid, metrics of single configs or of the
+whole grid use the configs present; metrics of one row or column of the N×N grid (UB_src(i),
+UB_tgt(j), layer-wise gains; so SourceLast and TargetFirst too) are given only where the run holds
+that whole row or column, and are blank elsewhere (docs/reports.md, "Which grids define which metric").
 
 - **Vanilla accuracy**: share of correct vanilla rows.
 - **Mean over configs** (Fig. 2b): mean of acc(c) over all configs present.
@@ -29,10 +32,10 @@ is the mean of its languages' values. Over a partial grid every metric uses the 
   vanilla's (compared exactly on counts).
 - **Best config**: the config with the highest accuracy on these same instances (picked by an
   oracle, so optimistic).
-- **Layer-wise gains** (Fig. 3): source gain(i) = mean over targets j of acc(i, j) − vanilla;
-  target gain(j) = mean over sources i of the same.
+- **Layer-wise gains** (Fig. 3): source gain(i) = mean over all N targets j of acc(i, j) − vanilla;
+  target gain(j) = mean over all N sources i of the same.
 - **Upper bounds** (Eq. 4–5, Table 4): UB_src(i) = share of instances for which some target j
-  makes (i, j) correct; UB_tgt(j) = share for which some source i does; oracle = share for which
+  (of all N) makes (i, j) correct; UB_tgt(j) = share for which some source i (of all N) does; oracle = share for which
   some config does (vanilla not included). SourceLast = UB_src(N−1), TargetFirst = UB_tgt(0).
   A missing (instance, config) row counts as not correct.
 - **Entropy selection** (Appendix F): per instance, the candidate config with the lowest entropy
@@ -82,7 +85,7 @@ def _best_accuracy(m: dict) -> str:
 
 
 COMPARISON_HEADER = [
-    "run", "model", "task", "prompt", "granularity", "split", "N", "instances", "configs",
+    "run", "model", "task", "prompt", "granularity", "split", "N", "instances", "grid", "configs",
     "vanilla", "mean config", "best config", "best acc", "win", "tie", "lose", "entropy sel.",
     "SourceLast UB", "TargetFirst UB", "oracle UB", "PPL vanilla", "PPL transplant",
     "lang. cons. vanilla", "lang. cons. transplant",
@@ -97,7 +100,7 @@ def comparison_rows(runs: list[dict]) -> list[list[str]]:
         configs = f"{e['grid']['n_configs']}/{e['grid']['n_configs_full']}"
         rows.append([
             e["slug"], short_model(e["model"]), e["task"], e["prompt"] or "", e["granularity"], e["split"] or "",
-            e["n_layers"], e["n_instances"], configs, pct(o["vanilla_accuracy"]), pct(o["mean_config_accuracy"]),
+            e["n_layers"], e["n_instances"], e["grid_name"] or "", configs, pct(o["vanilla_accuracy"]), pct(o["mean_config_accuracy"]),
             _config_name(o["best_config"]), _best_accuracy(o), pct(o["win_rate"]), pct(o["tie_rate"]),
             pct(o["lose_rate"]), pct(o["entropy_selection_accuracy"]), pct(o["source_last_upper_bound"]),
             pct(o["target_first_upper_bound"]), pct(o["oracle_upper_bound"]), num(o["vanilla_perplexity"]),
@@ -172,15 +175,43 @@ def by_language_table(entry: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+LAYER_COLUMNS = [
+    f"{side}_{metric}{suffix}"
+    for metric in ("gain", "upper_bound")
+    for suffix in ("", "_pairs", "_over_present")
+    for side in ("source", "target")
+]
+
+
 def layer_rows(entry: dict) -> tuple[list[str], list[list]]:
-    """Long table of per-layer values: scope, layer, source/target gain and upper bound."""
-    header = ["scope", "layer", "source_gain", "target_gain", "source_upper_bound", "target_upper_bound"]
+    """Long table of per-layer values: scope, layer, then per source/target side the gain and upper
+    bound (empty unless the row / column is whole), the partners present, and the value over them."""
+    header = ["scope", "layer", *LAYER_COLUMNS]
     rows = []
     for name, m in _scopes(entry):
         for layer in range(entry["n_layers"]):
-            rows.append([name, layer, m["source_gain"][layer], m["target_gain"][layer],
-                         m["source_upper_bound"][layer], m["target_upper_bound"][layer]])  # fmt: skip
+            rows.append([name, layer, *(m[column][layer] for column in LAYER_COLUMNS)])
     return header, rows
+
+
+def grid_coverage(e: dict) -> str:
+    """One sentence: the grid kind, the share of the N×N grid present, where row/column metrics are defined."""
+    grid, n = e["grid"], e["n_layers"]
+    kind = f"`{e['grid_name']}`" if e["grid_name"] else "of unknown kind (no run.json)"
+    text = f"Grid {kind}: {grid['n_configs']} of {n}×{n} = {grid['n_configs_full']} configs ({pct(grid['share_of_full'])}%)."
+    if grid["n_configs"] == grid["n_configs_full"] and len(grid["whole_source_layers"]) == n:
+        return text + " Every row and column is whole: all per-layer metrics are defined."
+    rows, columns = grid["whole_source_layers"], grid["whole_target_layers"]
+    return text + (
+        f" Source-wise UB (Eq. 4) and source gains are defined for source layers {_layer_list(rows)} (whole rows),"
+        f" target-wise UB (Eq. 5) and target gains for target layers {_layer_list(columns)} (whole columns);"
+        " elsewhere they are blank (summary.json `*_over_present` gives the same over the partners present,"
+        " `*_pairs` how many)."
+    )
+
+
+def _layer_list(layers: list[int]) -> str:
+    return ", ".join(map(str, layers)) if layers else "none"
 
 
 def grid_rows(entry: dict) -> tuple[list[str], list[list]]:
@@ -225,8 +256,8 @@ def _run_section(e: dict, figures: list[str]) -> list[str]:
     grid, sel, ppl, lc = e["grid"], e["entropy_selection"], e["perplexity"], e["language_consistency"]
     missing = f", {grid['n_missing_rows']} (instance, config) rows missing" if grid["n_missing_rows"] else ""
     notes = [
-        f"Run `{e['run']}` (config_hash `{e['config_hash']}`): {e['n_instances']} instances, "
-        f"{grid['n_configs']} of {grid['n_configs_full']} configs present{missing}.",
+        f"Run `{e['run']}` (config_hash `{e['config_hash']}`): {e['n_instances']} instances{missing}.",
+        grid_coverage(e),
     ]
     if grid["n_instances_planned"] is not None and grid["run_finished"] is None:
         notes.append("The sweep had not finished (run.json: finished = null); metrics cover the rows present.")

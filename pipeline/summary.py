@@ -64,7 +64,7 @@ def measure(unit: UnitResults, mask: np.ndarray, options: ReportOptions) -> dict
     gains = metrics.gain_matrix(accuracy, vanilla)
     win, tie, lose = metrics.win_tie_lose(unit.grid, unit.vanilla, mask)
     bounds = metrics.upper_bounds(unit.grid, mask)
-    source_gain, target_gain = metrics.layer_gains(gains)
+    layer = metrics.layer_gains(gains)
     best = metrics.best_config(accuracy)
     candidates = metrics.resolve_layers(options.candidates, n)
     selection = None
@@ -84,6 +84,10 @@ def measure(unit: UnitResults, mask: np.ndarray, options: ReportOptions) -> dict
         "source_upper_bound": bounds.source.tolist(),
         "target_upper_bound": bounds.target.tolist(),
         "oracle_upper_bound": bounds.oracle,
+        "source_upper_bound_pairs": bounds.source_pairs.tolist(),
+        "target_upper_bound_pairs": bounds.target_pairs.tolist(),
+        "source_upper_bound_over_present": bounds.source_over_present.tolist(),
+        "target_upper_bound_over_present": bounds.target_over_present.tolist(),
         "source_last_upper_bound": bounds.source_last,
         "target_first_upper_bound": bounds.target_first,
         "best_config": _config_entry(best),
@@ -92,8 +96,12 @@ def measure(unit: UnitResults, mask: np.ndarray, options: ReportOptions) -> dict
         ],
         "entropy_selection_accuracy": selection.accuracy if selection else None,
         "entropy_selection_chosen": selection.chosen if selection else None,
-        "source_gain": source_gain.tolist(),
-        "target_gain": target_gain.tolist(),
+        "source_gain": layer.source.tolist(),
+        "target_gain": layer.target.tolist(),
+        "source_gain_pairs": layer.source_pairs.tolist(),
+        "target_gain_pairs": layer.target_pairs.tolist(),
+        "source_gain_over_present": layer.source_over_present.tolist(),
+        "target_gain_over_present": layer.target_over_present.tolist(),
         "vanilla_perplexity": ppl_vanilla.mean,
         "transplant_perplexity": ppl_transplant.mean,
         "vanilla_perplexity_median": ppl_vanilla.median,
@@ -105,6 +113,9 @@ def measure(unit: UnitResults, mask: np.ndarray, options: ReportOptions) -> dict
         **learned_selection(unit, mask),
     }
 
+
+WHOLE_ROW_KEYS = ("source_upper_bound", "target_upper_bound", "source_gain", "target_gain")
+"""Fields of M over one whole row / column of the N x N grid; each has ``*_pairs`` and ``*_over_present`` beside it."""
 
 LEARNED_KEYS = ("learned_selection_accuracy", "learned_selection_n_instances", "gap_closed", "gap_closed_ci")
 
@@ -158,6 +169,8 @@ def group_measure(per_lang: list[dict]) -> dict:
             continue  # recomputed from the group's instances (summarize_unit)
         if key == "n_instances":
             group[key] = sum(values)
+        elif key.endswith("_pairs"):  # a row of the group is whole only if it is whole in every language
+            group[key] = np.min(np.array(values), axis=0).tolist()
         elif key == "chosen_configs":
             group[key] = [
                 {**entry, "accuracy": metrics.group_mean([v[k]["accuracy"] for v in values])}
@@ -165,6 +178,11 @@ def group_measure(per_lang: list[dict]) -> dict:
             ]
         elif key != "best_config":
             group[key] = metrics.group_mean(values)
+    n = len(group["accuracy_matrix"])
+    for key in WHOLE_ROW_KEYS:  # Eq. 4-5 and Fig. 3 only where the group holds the whole row / column
+        group[key] = [v if p == n else None for v, p in zip(group[key], group[f"{key}_pairs"], strict=True)]
+    for key, index in (("source_last_upper_bound", -1), ("target_first_upper_bound", 0)):
+        group[key] = group[key.replace("_last", "").replace("_first", "")][index]
     matrix = np.array(group["accuracy_matrix"], dtype=np.float64)
     group["best_config"] = _config_entry(metrics.best_config(matrix))
     return group
@@ -179,6 +197,7 @@ def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consist
     for g, m in by_group.items():
         m.update(learned_selection(unit, np.isin(unit.lang, [unit.langs.index(x) for x in groups[g]]), unit.lang))
     configs = unit.grid.present.any(axis=0)  # [N, N]
+    whole = unit.grid.present.all(axis=0) if unit.n_instances else np.zeros_like(configs)  # rows for every instance
     candidates = metrics.resolve_layers(options.candidates, unit.n_layers)
     missing = [[s, t] for s, t in candidates if not configs[s, t]]
     ppl_v, ppl_t = metrics.perplexity(unit.vanilla, everyone), metrics.perplexity(unit.grid, everyone)
@@ -200,6 +219,7 @@ def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consist
         "grid": {
             "n_configs": int(configs.sum()),
             "n_configs_full": unit.n_layers**2,
+            "share_of_full": float(configs.sum() / unit.n_layers**2),
             "n_configs_planned": len(unit.run.meta["pairs"]) if "pairs" in unit.run.meta else None,
             "n_instances_planned": unit.run.meta.get("n_instances"),
             "run_finished": unit.run.meta.get("finished"),
@@ -207,6 +227,8 @@ def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consist
             else int(configs.sum() * unit.n_instances - unit.grid.present.sum()),
             "source_layers": np.flatnonzero(configs.any(axis=1)).tolist(),
             "target_layers": np.flatnonzero(configs.any(axis=0)).tolist(),
+            "whole_source_layers": np.flatnonzero(whole.all(axis=1)).tolist(),  # Eq. 4 defined there
+            "whole_target_layers": np.flatnonzero(whole.all(axis=0)).tolist(),  # Eq. 5 defined there
         },
         "entropy_selection": {
             "entropy": options.entropy,

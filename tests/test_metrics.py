@@ -69,9 +69,11 @@ def test_win_tie_lose_compares_exact_counts_on_missing_rows(example):
 def test_layer_gains(example):
     vanilla, grid, _ = example
     gains = metrics.gain_matrix(metrics.accuracy_matrix(grid, ALL), 0.5)
-    source, target = metrics.layer_gains(gains)
-    np.testing.assert_allclose(source, [(0 - 0.5) / 2, (-0.25 + 0) / 2])
-    np.testing.assert_allclose(target, [(0 - 0.25) / 2, (-0.5 + 0) / 2])
+    layer = metrics.layer_gains(gains)
+    np.testing.assert_allclose(layer.source, [(0 - 0.5) / 2, (-0.25 + 0) / 2])
+    np.testing.assert_allclose(layer.target, [(0 - 0.25) / 2, (-0.5 + 0) / 2])
+    assert layer.source_pairs.tolist() == layer.target_pairs.tolist() == [2, 2]
+    np.testing.assert_allclose(layer.source_over_present, layer.source)
 
 
 def test_upper_bounds_eq4_eq5(example):
@@ -95,11 +97,41 @@ def test_partial_grid_metrics_use_configs_present(example):
     assert metrics.mean_config_accuracy(acc) == pytest.approx((0.5 + 0.25) / 2)
     assert metrics.win_tie_lose(grid, vanilla, ALL) == (0.0, 0.5, 0.5)
     ub = metrics.upper_bounds(grid, ALL)
-    np.testing.assert_allclose(ub.source, [2 / 4, 1 / 4])  # source 1 only via (1,0): i1
-    assert ub.target[0] == 0.75 and math.isnan(ub.target[1])
-    source_gain, target_gain = metrics.layer_gains(metrics.gain_matrix(acc, 0.5))
-    np.testing.assert_allclose(source_gain, [0.0, -0.25])
-    assert math.isnan(target_gain[1])
+    assert np.isnan(ub.source).all()  # no source row is whole: Eq. 4 is undefined, not a 1-target bound
+    np.testing.assert_allclose(ub.source_over_present, [2 / 4, 1 / 4])  # source 1 only via (1,0): i1
+    assert ub.source_pairs.tolist() == [1, 1] and ub.target_pairs.tolist() == [2, 0]
+    assert ub.target[0] == 0.75 and math.isnan(ub.target[1])  # column 0 is whole
+    assert ub.target_first == 0.75 and math.isnan(ub.source_last)
+    layer = metrics.layer_gains(metrics.gain_matrix(acc, 0.5))
+    assert np.isnan(layer.source).all()
+    np.testing.assert_allclose(layer.source_over_present, [0.0, -0.25])
+    np.testing.assert_allclose(layer.target[:1], [(0.0 - 0.25) / 2])
+    assert math.isnan(layer.target[1]) and math.isnan(layer.target_over_present[1])
+
+
+def test_upper_bounds_grid_defines_eq4_only_on_the_whole_row():
+    """grid=upper_bounds (SourceLast row + TargetFirst column) on N = 3: UB(i < N-1) would be over one
+    target, so Eq. 4 is left undefined there; the whole row N-1 and column 0 keep their bounds."""
+    from pipeline.results import Outcomes
+
+    n, instances = 3, 4
+    present = np.zeros((instances, n, n), bool)
+    present[:, n - 1, :] = True  # SourceLast row
+    present[:, :, 0] = True  # TargetFirst column
+    correct = np.zeros_like(present)
+    correct[0, 0, 0] = True  # source 0 correct through its single target: UB over 1 partner = 0.25
+    correct[1, 2, 1] = correct[2, 2, 2] = True  # row 2: instances 1 and 2
+    grid = Outcomes(present=present, correct=correct, entropy_first=np.zeros(present.shape),
+                    entropy_mean=np.zeros(present.shape), perplexity=np.zeros(present.shape),
+                    empty=np.zeros_like(present), consistent=None)  # fmt: skip
+    ub = metrics.upper_bounds(grid, np.ones(instances, bool))
+    assert math.isnan(ub.source[0]) and math.isnan(ub.source[1]) and ub.source[2] == 0.5
+    assert ub.source_over_present[0] == 0.25 and ub.source_pairs.tolist() == [1, 1, 3]
+    assert ub.target[0] == 0.25 and np.isnan(ub.target[1:]).all() and ub.target_pairs.tolist() == [3, 1, 1]
+    assert (ub.source_last, ub.target_first, ub.oracle) == (0.5, 0.25, 0.75)
+    gains = metrics.layer_gains(metrics.gain_matrix(metrics.accuracy_matrix(grid, np.ones(instances, bool)), 0.0))
+    assert np.isnan(gains.source[:2]).all() and gains.source[2] == pytest.approx(0.5 / 3)
+    assert gains.source_over_present[0] == 0.25
 
 
 def test_entropy_selection_default_entropy_mean(example):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 import matplotlib.image
 import pytest
-from reduce_rows import example_rows, row, write_example_run, write_shard
+from reduce_rows import example_rows, row, write_example_run, write_run_json, write_shard
 
 from pipeline import plots, reduce
 
@@ -92,3 +94,85 @@ def test_figures_can_be_turned_off(tmp_path):
     write_shard(tmp_path / "run" / "s.parquet", example_rows())
     reduce.main([f"run={tmp_path / 'run'}", "report.figures=false"])
     assert not list((tmp_path / "run" / "report").glob("*.png"))
+
+
+def upper_bounds_rows(n: int = 4) -> list[dict]:
+    """grid=upper_bounds of an n-layer model (SourceLast row + TargetFirst column, 2n - 1 configs) for
+    four instances: (i, 0) is correct for instance i only, so UB(i) over its single target j = 0 is
+    1/4 for every i < n - 1, while the whole row n - 1 is correct for every instance."""
+    common = {"n_layers": n, "granularity": "attn", "config_hash": "u"}
+    pairs = sorted({(n - 1, j) for j in range(n)} | {(i, 0) for i in range(n)})
+    rows = []
+    for k in range(4):
+        iid, lang = f"u{k}", "ab"[k % 2]
+        rows.append(row(iid, lang, correct=False, **common))
+        rows += [row(iid, lang, i, j, correct=(i == n - 1 or (j == 0 and i == k)), **common) for i, j in pairs]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def partial_report(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("partial") / "run"
+    write_shard(run_dir / "s.parquet", upper_bounds_rows())
+    write_run_json(run_dir, grid="upper_bounds", n_layers=4, config_hash="u")
+    reduce.main([f"run={run_dir}"])
+    report = run_dir / "report"
+    return report, json.loads((report / "summary.json").read_text())
+
+
+def test_partial_grid_defines_row_metrics_only_on_whole_rows(partial_report):
+    """A UB(i) over one partner is never presented as the Eq. 4 bound: null there, labelled beside it."""
+    report, summary = partial_report
+    entry = summary["runs"][0]
+    overall = entry["overall"]
+    assert overall["source_upper_bound"] == [None, None, None, 1.0]
+    assert overall["source_upper_bound_over_present"] == [0.25, 0.25, 0.25, 1.0]
+    assert overall["source_upper_bound_pairs"] == [1, 1, 1, 4]
+    assert overall["target_upper_bound"] == [1.0, None, None, None]
+    assert overall["target_upper_bound_pairs"] == [4, 1, 1, 1]
+    assert overall["source_gain"][:3] == [None] * 3 and overall["source_gain_pairs"] == [1, 1, 1, 4]
+    assert overall["source_gain_over_present"][0] == 0.25
+    assert (overall["source_last_upper_bound"], overall["target_first_upper_bound"]) == (1.0, 1.0)
+    for m in (*entry["by_lang"].values(), *entry["by_group"].values()):
+        assert m["source_upper_bound"][:3] == [None] * 3 and m["source_upper_bound"][3] == 1.0
+    grid = entry["grid"]
+    assert (grid["n_configs"], grid["share_of_full"]) == (7, 7 / 16)
+    assert (grid["whole_source_layers"], grid["whole_target_layers"]) == ([3], [0])
+    text = (report / "report.md").read_text()
+    assert "Grid `upper_bounds`: 7 of 4×4 = 16 configs (43.8%)" in text
+    assert "defined for source layers 3 (whole rows)" in text
+    with (report / f"{entry['slug']}.layers.csv").open() as f:
+        first = next(r for r in csv.DictReader(f) if r["scope"] == "All" and r["layer"] == "0")
+    assert (first["source_upper_bound"], first["source_upper_bound_pairs"], first["source_upper_bound_over_present"]) == (
+        "", "1", "0.25",
+    )  # fmt: skip
+
+
+def test_partial_grid_figures_show_what_the_grid_has(partial_report, captured, tmp_path):
+    report, summary = partial_report
+    entry = summary["runs"][0]
+    slug = entry["slug"]
+    # one whole row and one whole column: no layer-gain curves of single points; the rows as curves instead
+    assert set(summary["figures"]) == {"upper_bounds.png", "win_tie_lose.png"} | {
+        f"{slug}.{k}.png" for k in ("grid", "lines", "languages")
+    }
+    # no curve over layers to draw: Table 4 as bars (vanilla, SourceLast, TargetFirst, oracle)
+    plots.upper_bound_curves(summary["runs"], tmp_path / "ub.png")
+    assert [p.get_height() for p in captured[0].axes[0].patches] == [0.0, 1.0, 1.0, 1.0]
+    plots.grid_lines(entry, tmp_path / "lines.png")
+    row_ax, column_ax = captured[1].axes[:2]
+    sourcelast = next(line for line in row_ax.get_lines() if line.get_label() == "acc, SourceLast (i = 3)")
+    assert list(sourcelast.get_ydata()) == [1.0] * 4  # acc(3, j) against the target layer j
+    targetfirst = next(line for line in column_ax.get_lines() if line.get_label() == "acc, TargetFirst (j = 0)")
+    assert list(targetfirst.get_ydata()) == [0.25, 0.25, 0.25, 1.0]  # acc(i, 0) against the source layer i
+    assert any(line.get_label() == "vanilla" for line in row_ax.get_lines())
+
+
+def test_upper_bound_curves_leave_out_partial_rows(two_run_report, partial_report, captured, tmp_path):
+    """A partial run beside a full one: its curve has points only where its row is whole."""
+    full, partial = two_run_report[1]["runs"][1], partial_report[1]["runs"][0]
+    plots.upper_bound_curves([full, partial], tmp_path / "ub.png")
+    curves = [line for line in captured[0].axes[0].get_lines() if line.get_marker() == "o"]
+    ydata = list(curves[1].get_ydata())
+    assert all(math.isnan(y) for y in ydata[:3]) and ydata[3] == 1.0  # no 1-partner point beside the N-partner one
+    assert "defined at 1 of 4 source layers" in curves[1].get_label() and "defined" not in curves[0].get_label()
