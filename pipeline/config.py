@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -90,7 +91,7 @@ class SweepConfig:
     grid: GridSpec
     engine: EngineOptions
     shard_size: int
-    out_dir: Path
+    out_dir: str  # a local path (absolute) or a store URI (pipeline.store)
     overwrite: bool = False
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     debug: DebugSpec = field(default_factory=DebugSpec)
@@ -214,6 +215,38 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+"""Set by Ray's job supervisor in the environment of a ``ray job submit`` entrypoint."""
+RESULTS_ROOT_ENV = "XT_RESULTS"
+"""Where a relative out_dir resolves under ``ray job submit`` (the experiments' results root, too)."""
+
+
+def resolve_out_dir(value: str) -> str:
+    """The out_dir as the sweep uses it: a store URI as given, a local path made absolute.
+
+    Under ``ray job submit`` the driver's working directory is Ray's temporary copy of
+    ``--working-dir`` (under the session's temp folder, deleted with the session), so a relative
+    out_dir there would put the results where nobody finds them. It resolves against
+    ``$XT_RESULTS`` when that is set, and is refused otherwise.
+    """
+    from pipeline.store import is_uri
+
+    if is_uri(value):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute() and os.environ.get(RAY_JOB_ENV):
+        root = os.environ.get(RESULTS_ROOT_ENV)
+        if not root:
+            raise PipelineError(
+                f"out_dir={value} is relative and this sweep runs as a Ray job, whose working directory "
+                f"({Path.cwd()}) is Ray's temporary copy, deleted with the session: pass an absolute out_dir "
+                f"on a disk that outlives the job, a storage URI (s3://bucket/prefix), or set {RESULTS_ROOT_ENV}=DIR "
+                "in the job's environment (--runtime-env-json '{\"env_vars\": {...}}') to resolve relative out_dirs there"
+            )
+        path = Path(root).expanduser() / path
+    return str(path.resolve())
+
+
 def model_spec(node: DictConfig) -> ModelSpec:
     """The typed model spec of a ``model=`` config group choice."""
     m = _plain(node)
@@ -256,7 +289,7 @@ def _sweep_config(cfg: DictConfig) -> SweepConfig:
         grid=grid,
         engine=engine,
         shard_size=_positive("shard_size", cfg.shard_size),
-        out_dir=Path(str(cfg.out_dir)).expanduser().resolve(),
+        out_dir=resolve_out_dir(str(cfg.out_dir)),
         overwrite=bool(cfg.overwrite),
         cluster=ClusterSpec(**c),
         debug=DebugSpec(**d),

@@ -44,7 +44,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from pipeline.errors import PipelineError, exit_on_user_error, one_line
-from pipeline.shards import umask
+from pipeline.store import umask
 
 CACHE_ENV = "XTRANSPLANT_CACHE"
 META_FILE = "gguf.json"  # written last: an entry without it is not a checkpoint

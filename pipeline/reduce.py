@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, List, Optional  # noqa: UP035 (OmegaConf structured configs need typing generics)
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.fs as pafs
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -47,7 +47,9 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.report import write_markdown, write_tables
 from pipeline.results import UnitResults, attach_selections, load_run, shard_files
-from pipeline.shards import SHARD_DIR, replace_dir, umask
+from pipeline.completeness import check_run
+from pipeline.shards import SHARD_DIR, replace_dir
+from pipeline.store import Store, umask
 from pipeline.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
 
 REPORT_MARKER = ".xtransplant-report"
@@ -73,8 +75,9 @@ class ReportConfig:
 class ReduceConfig:
     """The reduce stage's whole configuration."""
 
-    run: List[str] = field(default_factory=list)  # noqa: UP006  run directories
-    out: Optional[str] = None  # noqa: UP045  report directory; default: first run's report/
+    run: List[str] = field(default_factory=list)  # noqa: UP006  run directories or store URIs
+    out: Optional[str] = None  # noqa: UP045  report directory or URI; default: first run's report/
+    allow_partial: bool = False  # report a run whose planned shards/instances are not all present
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
@@ -94,7 +97,7 @@ def slugs_for(units: list[UnitResults]) -> list[str]:
     return slugs
 
 
-def run(cfg: ReduceConfig) -> Path:
+def run(cfg: ReduceConfig) -> Path | str:
     """Computes every metric over the runs of ``cfg`` and writes the report; returns its directory."""
     if not cfg.run:
         raise PipelineError("no run given; usage: python -m pipeline.reduce run=DIR [run=DIR2 ...]")
@@ -115,17 +118,28 @@ def run(cfg: ReduceConfig) -> Path:
         consistency = {"status": "computed", "model": str(lid.path), "reason": None}
     else:
         consistency = {"status": "skipped", "model": None, "reason": why_not}
-    out = Path(cfg.out) if cfg.out else Path(cfg.run[0]) / "report"
-    check_report_out(out, [Path(r) for r in cfg.run])
+    runs = [Store.open(r) for r in cfg.run]
+    out = Store.open(cfg.out) if cfg.out else runs[0].child("report")
+    check_report_out(out, runs)
     units: list[UnitResults] = []
-    for path in cfg.run:
-        check_readable(Path(path))
+    partial = []
+    for store in runs:
+        check_readable(store)
         try:
-            loaded = load_run(Path(path), lid.consistent if lid else None, dict(groups or {}) or None)
+            loaded = load_run(store, lid.consistent if lid else None, dict(groups or {}) or None)
         except (OSError, pa.ArrowException) as err:
-            raise PipelineError(f"run {path}: cannot read its shards ({err})") from err
+            raise PipelineError(f"run {store.describe()}: cannot read its shards ({err})") from err
         if not loaded:
-            raise PipelineError(f"run {path}: its shards hold no rows")
+            raise PipelineError(f"run {store.describe()}: its shards hold no rows")
+        whole = check_run(store, loaded[0].run.meta, min(u.n_instances for u in loaded))
+        if not whole.complete:
+            if not cfg.allow_partial:
+                raise PipelineError(
+                    f"{whole.line()}; re-run its sweep command to compute them (it resumes), or pass "
+                    "allow_partial=true to report the rows present as a partial run"
+                )
+            log.warning("[reduce] PARTIAL: %s; allow_partial=true, so the report covers only the rows present", whole.line())
+            partial.append(whole)
         units += loaded
     attach_selections(units)  # issue 11: the learned-selection row of grid=selected runs
     entries = [summarize_unit(u, options, slug, consistency) for u, slug in zip(units, slugs_for(units), strict=True)]
@@ -140,66 +154,74 @@ def run(cfg: ReduceConfig) -> Path:
             "configs": [list(c) for c in options.configs],
             "lid_model": cfg.report.lid_model,
         },
+        "partial": [p.as_dict() for p in partial] or None,
         "runs": clean(entries),
     }
+    for entry, unit in zip(summary["runs"], units, strict=True):
+        entry["partial"] = next((p.as_dict() for p in partial if p.run == unit.run.path), None)
     return _write_atomically(summary, out, cfg.report.figures)
 
 
-def check_readable(run_dir: Path) -> None:
-    """Names the first shard of ``run_dir`` whose Parquet footer does not read (truncated, foreign)."""
-    for path in shard_files(run_dir):
+def check_readable(store: Store) -> None:
+    """Names the first shard of a run whose Parquet footer does not read (truncated, foreign)."""
+    for rel in shard_files(store):
         try:
-            pq.read_metadata(path)
+            store.parquet_footer(rel)
         except (OSError, pa.ArrowException) as err:
             raise PipelineError(
-                f"{path}: not a readable Parquet file ({err}); move it away, or re-run the sweep, which "
-                "recomputes a damaged shard"
+                f"{store.describe(rel)}: not a readable Parquet file ({err}); move it away, or re-run the sweep, "
+                "which recomputes a damaged shard"
             ) from err
 
 
-def check_report_out(out: Path, runs: list[Path]) -> None:
+def check_report_out(out: Store, runs: list[Store]) -> None:
     """Refuses a report destination whose replacement could lose results or a user's files.
 
     Refused: ``out`` equal to or above a run directory, ``out`` inside a run's ``shards/`` tree,
     an existing file, and an existing directory that is not a report this tool wrote (no
     :data:`REPORT_MARKER`) or that holds files the report does not list.
     """
-    target = out.resolve()
-    for run_dir in (r.resolve() for r in runs):
-        if target == run_dir or target in run_dir.parents:
-            raise PipelineError(f"out={out} would replace run directory {run_dir}; choose a new directory")
-        shards = run_dir / SHARD_DIR
-        if target == shards or shards in target.parents:
-            raise PipelineError(f"out={out} lies inside the shards of run {run_dir}; choose a directory outside it")
-    if not os.path.lexists(out):
+    for run in runs:
+        if type(run.fs) is not type(out.fs):
+            continue
+        if out.root == run.root or run.root.startswith(out.root.rstrip("/") + "/"):
+            raise PipelineError(f"out={out.describe()} would replace run directory {run.describe()}; choose a new directory")
+        shards = f"{run.root}/{SHARD_DIR}"
+        if out.root == shards or out.root.startswith(shards + "/"):
+            raise PipelineError(
+                f"out={out.describe()} lies inside the shards of run {run.describe()}; choose a directory outside it"
+            )
+    kind = out.info().type
+    if kind == pafs.FileType.NotFound:
         return
-    if not out.is_dir():
-        raise PipelineError(f"out={out} exists and is not a directory; choose a new directory")
+    if kind != pafs.FileType.Directory:
+        raise PipelineError(f"out={out.describe()} exists and is not a directory; choose a new directory")
     listed = _listed_report_files(out)
-    if not (out / REPORT_MARKER).is_file() and listed is None:
+    if not out.is_file(REPORT_MARKER) and listed is None:
         raise PipelineError(
-            f"out={out} exists and is not a report directory written by pipeline.reduce (no {REPORT_MARKER}); "
+            f"out={out.describe()} exists and is not a report directory written by pipeline.reduce (no {REPORT_MARKER}); "
             "choose a new directory"
         )
-    foreign = sorted(set(os.listdir(out)) - (listed or set()) - {"summary.json", "report.md", REPORT_MARKER})
+    entries = set(os.listdir(out.local_path)) if out.is_local else {rel.split("/", 1)[0] for rel in out.files()}
+    foreign = sorted(entries - (listed or set()) - {"summary.json", "report.md", REPORT_MARKER})
     if foreign:
         raise PipelineError(
-            f"out={out} holds {foreign[0]}, which is not part of the report it replaces; move it away first"
+            f"out={out.describe()} holds {foreign[0]}, which is not part of the report it replaces; move it away first"
         )
 
 
-def _listed_report_files(report_dir: Path) -> set[str] | None:
+def _listed_report_files(report: Store) -> set[str] | None:
     """The tables and figures a report directory's own summary.json lists; None without one.
 
     A report written before the marker file existed is recognised by this summary.json (it has a
     ``schema_version``) and is replaced only if it holds nothing else.
     """
     try:
-        summary = json.loads((report_dir / "summary.json").read_text())
+        summary = json.loads(report.read_text("summary.json"))
         if not isinstance(summary, dict) or "schema_version" not in summary:
             return None
         return set(summary.get("tables") or []) | set(summary.get("figures") or [])
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, pa.ArrowException):
         return None
 
 
@@ -210,10 +232,16 @@ def _pairs(values, name: str) -> list[tuple[int, int]]:
     return pairs
 
 
-def _write_atomically(summary: dict, out: Path, figures: bool) -> Path:
-    """Writes everything into a temporary sibling of ``out``, then renames it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+def _write_atomically(summary: dict, out: Store, figures: bool) -> Path | str:
+    """Writes everything into a temporary local directory, then puts it at ``out``.
+
+    A local ``out`` is renamed into place (the previous report moves aside first). An object
+    store has no rename: the previous report's files (:func:`check_report_out` made sure it holds
+    nothing else) are deleted and the new ones uploaded, the marker last.
+    """
+    parent = out.local_path.parent if out.is_local else Path(tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
     try:
         tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 -> the user's umask: reports are shared
         (tmp / REPORT_MARKER).write_text(f"written by pipeline.reduce {__version__}\n")
@@ -222,11 +250,16 @@ def _write_atomically(summary: dict, out: Path, figures: bool) -> Path:
         summary["figures"] = sorted([*shared, *(f for fs in per_run.values() for f in fs)])
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
         write_markdown(summary, per_run, shared, tmp)
-        replace_dir(tmp, out)  # the previous one moves aside first
-    except BaseException:
+        if out.is_local:
+            replace_dir(tmp, out.local_path)  # the previous one moves aside first
+            return out.local_path
+        for rel in out.files():
+            out.delete(rel)
+        for path in sorted(tmp.iterdir(), key=lambda p: p.name == REPORT_MARKER):
+            out.write_bytes(path.name, path.read_bytes())
+        return out.describe()
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
 
 def _draw(entries: list[dict], out: Path) -> tuple[dict[str, list[str]], list[str]]:

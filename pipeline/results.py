@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pipeline.errors import PipelineError
+from pipeline.store import Store
 
 BASE_COLUMNS = (
     "instance_id", "lang", "response_lang", "granularity", "source_layer", "target_layer",
@@ -53,7 +54,7 @@ class RunInfo:
         split: ``config.task.split`` or None when unknown.
     """
 
-    path: Path
+    path: str
     meta: dict
     groups: dict[str, list[str]]
     prompt: str | None
@@ -154,19 +155,18 @@ class _Accumulator:
         return lookup[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def read_run_info(path: Path, groups_override: dict[str, list[str]] | None = None) -> RunInfo:
-    """Reads ``DIR/run.json`` if present; without it, groups are empty unless given in the config."""
-    meta_path = path / "run.json"
+def read_run_info(store: Store, groups_override: dict[str, list[str]] | None = None) -> RunInfo:
+    """Reads the run's ``run.json`` if present; without it, groups are empty unless given in the config."""
     meta: dict = {}
-    if meta_path.is_file():
+    if store.is_file("run.json"):
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(store.read_text("run.json"))
         except json.JSONDecodeError as err:
-            raise PipelineError(f"{meta_path}: not valid JSON ({err})") from err
+            raise PipelineError(f"{store.describe('run.json')}: not valid JSON ({err})") from err
     task_cfg = (meta.get("config") or {}).get("task") or {}
     groups = groups_override if groups_override else (meta.get("groups") or {})
     return RunInfo(
-        path=path,
+        path=store.describe(),
         meta=meta,
         groups={str(k): [str(x) for x in groups[k]] for k in sorted(groups, key=_group_order) if groups[k]},
         prompt=task_cfg.get("prompt") if isinstance(task_cfg, dict) else None,
@@ -180,27 +180,25 @@ def _group_order(name: str) -> tuple[int, str]:
     return (canonical.index(name) if name in canonical else len(canonical), name)
 
 
-def shard_files(path: Path) -> list[Path]:
-    """Every ``*.parquet`` below ``path`` except hidden or temporary ones (names starting . or _)
-    and the selector features under ``features/`` (``FEATURES_DIR``), which are not rows."""
-    if not path.is_dir():
-        raise PipelineError(f"run directory {path} does not exist")
-    files = [
-        p
-        for p in sorted(path.rglob("*.parquet"))
-        if not any(part[0] in "._" for part in p.relative_to(path).parts)
-        and p.relative_to(path).parts[0] != FEATURES_DIR
-    ]
+def shard_files(store: Store) -> list[str]:
+    """Every ``*.parquet`` below the run's store (relative paths) except hidden or temporary ones
+    (names starting . or _) and the selector features under ``features/`` (``FEATURES_DIR``), which
+    are not rows."""
+    if not store.is_dir():
+        raise PipelineError(f"run directory {store.describe()} does not exist")
+    files = [rel for rel in store.files(suffix=".parquet", hidden=False) if rel.split("/", 1)[0] != FEATURES_DIR]
     if not files:
-        raise PipelineError(f"run directory {path} holds no *.parquet shards")
+        raise PipelineError(f"run directory {store.describe()} holds no *.parquet shards")
     return files
 
 
-def load_run(path: Path, consistency: ConsistencyFn | None = None, groups: dict | None = None) -> list[UnitResults]:
+def load_run(
+    location: str | Path | Store, consistency: ConsistencyFn | None = None, groups: dict | None = None
+) -> list[UnitResults]:
     """Loads one run directory into one :class:`UnitResults` per (model, task, granularity).
 
     Args:
-        path: the run directory (shards anywhere below it, optional ``run.json``).
+        location: the run directory or store URI (shards anywhere below it, optional ``run.json``).
         consistency: language-ID check applied per batch; None skips language consistency.
         groups: resource groups overriding ``run.json``'s.
 
@@ -208,8 +206,10 @@ def load_run(path: Path, consistency: ConsistencyFn | None = None, groups: dict 
         PipelineError: no shards, missing columns, mixed ``config_hash``, duplicate rows, layers
             out of range, or config rows without a vanilla row (see module docstring).
     """
-    info = read_run_info(path, groups)
-    dataset = ds.dataset([str(p) for p in shard_files(path)], format="parquet")
+    store = location if isinstance(location, Store) else Store.open(location)
+    path = store.describe()
+    info = read_run_info(store, groups)
+    dataset = ds.dataset([store.path(rel) for rel in shard_files(store)], filesystem=store.fs, format="parquet")
     columns = list(BASE_COLUMNS) + (["response"] if consistency else [])
     missing = [c for c in columns if c not in dataset.schema.names]
     if missing:

@@ -1,4 +1,4 @@
-"""Shards on disk: deterministic names, atomic writes, verified resume, the out_dir guard and lock.
+"""Shards in a run's store: deterministic names, atomic writes, verified resume, the out_dir guard and lock.
 
 A shard is a block of ``shard_size`` consecutive instances with all their configs; it is the unit
 of scheduling, retry and resume. A shard file is written to a temp file and renamed, and a resumed
@@ -18,19 +18,20 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.fs as pafs
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
+from pipeline.store import Store
 
 SHARD_DIR = "shards"
 RUN_FILE = "run.json"
@@ -61,40 +62,9 @@ def plan_shards(instances: Sequence[Instance], shard_size: int) -> list[Shard]:
     ]
 
 
-def shard_path(out_dir: Path, shard: Shard) -> Path:
-    return out_dir / SHARD_DIR / shard.name
-
-
-def umask() -> int:
-    """The process umask, read without changing it (Linux reports it in /proc/self/status)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    current = os.umask(0o022)  # no /proc: the classic read-by-setting, restored at once
-    os.umask(current)
-    return current
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Writes ``path`` so that it exists complete or not at all, with the user's umask.
-
-    ``write`` fills a temp file beside ``path`` (same filesystem, so the final rename is atomic);
-    the temp file is removed on any failure. This is the one write-then-rename helper of the
-    package (shards, run.json, inspect's case files).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def shard_rel(shard: Shard) -> str:
+    """A shard's file inside its run's store: ``shards/<name>``."""
+    return f"{SHARD_DIR}/{shard.name}"
 
 
 def replace_dir(tmp: Path, out: Path) -> None:
@@ -113,18 +83,17 @@ def replace_dir(tmp: Path, out: Path) -> None:
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """One shard's Parquet file, atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda fh: pq.write_table(table, fh))
+    """A Parquet file at a local ``path``, atomically (:meth:`pipeline.store.Store.write_bytes`)."""
+    Store.open(path.parent).write_table(path.name, table)
 
 
 def write_json_atomic(data: dict, path: Path) -> None:
-    """A JSON document (run.json, a case file), atomically (see :func:`atomic_write`)."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    """A JSON document at a local ``path`` (an inspect case file), atomically."""
+    Store.open(path.parent).write_json(path.name, data)
 
 
-def shard_problem(path: Path, expected_rows: int) -> str | None:
-    """Why the shard file at ``path`` cannot be trusted (None when it can).
+def shard_problem(store: Store, rel: str, expected_rows: int) -> str | None:
+    """Why the shard file ``rel`` of ``store`` cannot be trusted (None when it can).
 
     Reads only the Parquet footer: a truncated or foreign file has none, and a complete shard
     holds exactly ``expected_rows`` rows with the columns of ``pipeline.schema.ROW_SCHEMA``.
@@ -132,71 +101,83 @@ def shard_problem(path: Path, expected_rows: int) -> str | None:
     from pipeline.schema import ROW_SCHEMA
 
     try:
-        meta = pq.read_metadata(path)
-        names = pq.read_schema(path).names
+        rows, names = store.parquet_footer(rel)
     except (OSError, pa.ArrowException) as err:
         return f"not a readable Parquet file ({' '.join(str(err).split())})"
-    if meta.num_rows != expected_rows:
-        return f"holds {meta.num_rows} rows, the shard must hold {expected_rows}"
+    if rows != expected_rows:
+        return f"holds {rows} rows, the shard must hold {expected_rows}"
     if names != ROW_SCHEMA.names:
         return "its columns are not those of pipeline.schema.ROW_SCHEMA"
     return None
 
 
-def check_shard_set(out_dir: Path, shards: Sequence[Shard]) -> None:
+def check_shard_set(store: Store, shards: Sequence[Shard]) -> None:
     """Refuses shard files of another plan in ``out_dir/shards`` (their ``-of-N`` or index differs).
 
     Mixing plans would duplicate rows (a grown task) or keep stale ones; the reduce refuses such a
     directory later, so the sweep refuses it now, before computing anything.
     """
     planned = {s.name for s in shards}
-    foreign = sorted(p.name for p in (out_dir / SHARD_DIR).glob("*.parquet") if p.name not in planned)
+    found = [rel.split("/", 1)[1] for rel in store.files(SHARD_DIR, ".parquet") if rel.count("/") == 1]
+    foreign = sorted(name for name in found if name not in planned)
     if foreign:
         raise PipelineError(
-            f"out_dir {out_dir}: {out_dir / SHARD_DIR / foreign[0]} is not one of this run's {len(shards)} shards "
-            f"({shards[0].name} ... {shards[-1].name}); use another out_dir or pass overwrite=true to move it aside"
+            f"out_dir {store.describe()}: {store.describe(f'{SHARD_DIR}/{foreign[0]}')} is not one of this run's "
+            f"{len(shards)} shards ({shards[0].name} ... {shards[-1].name}); use another out_dir or pass "
+            "overwrite=true to move it aside"
         )
 
 
-def pending(out_dir: Path, shards: Sequence[Shard], rows_per_instance: int) -> list[Shard]:
+def set_aside(store: Store, rel: str, problem: str) -> None:
+    """Renames an untrusted shard file to ``NAME.corrupt-TIME`` (kept for inspection, never read as rows)."""
+    aside = f"{rel}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    store.move(rel, aside)
+    log.warning("[sweep] shard %s %s: moved it to %s and recomputing it", rel, problem, aside.rsplit("/", 1)[-1])
+
+
+def pending(store: Store, shards: Sequence[Shard], rows_per_instance: int) -> list[Shard]:
     """Shards without a trustworthy file: the ones a resumed run computes.
 
     A shard of n instances must hold ``n * rows_per_instance`` rows. A file that fails
-    :func:`shard_problem` is renamed aside (``NAME.corrupt-TIME``, kept for inspection, no longer
-    read as a result) and its shard recomputed, with one log line saying so.
+    :func:`shard_problem` is set aside (:func:`set_aside`) and its shard recomputed.
     """
     todo = []
     for shard in shards:
-        path = shard_path(out_dir, shard)
-        if not path.is_file():
+        rel = shard_rel(shard)
+        if not store.is_file(rel):
             todo.append(shard)
             continue
-        problem = shard_problem(path, len(shard.instances) * rows_per_instance)
-        if problem is None:
-            continue
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-        path.rename(aside)
-        log.warning("[sweep] shard %s %s: moved it to %s and recomputing it", path.name, problem, aside.name)
-        todo.append(shard)
+        problem = shard_problem(store, rel, len(shard.instances) * rows_per_instance)
+        if problem is not None:
+            set_aside(store, rel, problem)
+            todo.append(shard)
     return todo
 
 
-def read_run(out_dir: Path) -> dict | None:
-    path = out_dir / RUN_FILE
-    if not path.is_file():
+def read_run(store: Store) -> dict | None:
+    """The store's ``run.json``, or None when it has none."""
+    if not store.is_file(RUN_FILE):
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(store.read_text(RUN_FILE))
     except json.JSONDecodeError as err:
-        raise PipelineError(f"{path}: not valid JSON ({err}); move it away or use another out_dir") from err
+        raise PipelineError(
+            f"{store.describe(RUN_FILE)}: not valid JSON ({err}); move it away or use another out_dir"
+        ) from err
 
 
-def check_out_dir(out_dir: Path) -> None:
+def check_out_dir(store: Store) -> None:
     """Refuses an out_dir that cannot become a directory we may write, before anything is written.
 
-    An existing file, a path below a file, or a directory (or nearest existing parent) without
-    write permission each get one line naming the offending path.
+    Locally: an existing file, a path below a file, or a directory (or nearest existing parent)
+    without write permission each get one line naming the offending path. An object store: the
+    bucket must be reachable with the credentials at hand (one line with the store's answer).
     """
+    if not store.is_local:
+        if store.info().type == pafs.FileType.File:
+            raise PipelineError(f"out_dir {store.describe()} is a file, not a directory; choose a directory")
+        return
+    out_dir = store.local_path
     if os.path.exists(out_dir) and not out_dir.is_dir():
         raise PipelineError(f"out_dir {out_dir} is a file, not a directory; choose a directory")
     existing = out_dir
@@ -209,17 +190,17 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def guard_out_dir(
-    out_dir: Path, config_hash: str, shard_size: int, overwrite: bool, identity: dict | None = None
+    store: Store, config_hash: str, shard_size: int, overwrite: bool, identity: dict | None = None
 ) -> None:
     """Refuses to mix results of two configurations in one out_dir.
 
     Same configuration: resume. Another configuration (or Parquet files of unknown provenance):
     a clear error naming what differs (``identity``: the run's result identity, compared with the
-    one run.json recorded), unless ``overwrite`` -- then the old directory is renamed aside, not
+    one run.json recorded), unless ``overwrite`` -- then the old directory is moved aside, not
     deleted.
     """
-    previous = read_run(out_dir)
-    has_rows = out_dir.is_dir() and any(out_dir.rglob("*.parquet"))
+    previous = read_run(store)
+    has_rows = bool(store.files(suffix=".parquet"))
     if previous is None and not has_rows:
         return
     same = previous is not None and previous.get("config_hash") == config_hash
@@ -239,20 +220,38 @@ def guard_out_dir(
                 f"holds results of another configuration (config_hash {previous.get('config_hash')}, "
                 f"this run {config_hash}{what})"
             )
-        raise PipelineError(f"out_dir {out_dir} {why}; choose another out_dir or pass overwrite=true to move it aside")
-    aside = out_dir.with_name(f"{out_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-    out_dir.rename(aside)
-    log.info("[sweep] overwrite=true: moved the previous results to %s", aside)
+        raise PipelineError(
+            f"out_dir {store.describe()} {why}; choose another out_dir or pass overwrite=true to move it aside"
+        )
+    aside = store.sibling(f"{store.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    store.move_to(aside)
+    log.info("[sweep] overwrite=true: moved the previous results to %s", aside.describe())
+
+
+LEASE_SECONDS = 600
+"""An object store's lock is a lease: refreshed by its holder at every finished shard, taken over
+by another sweep once it is this old (its holder is presumed dead)."""
 
 
 @contextmanager
-def locked_out_dir(out_dir: Path) -> Iterator[None]:
-    """Creates ``out_dir`` and holds ``out_dir/.lock`` (``fcntl.flock``) for the whole run.
+def locked_out_dir(store: Store) -> Iterator[Callable[[], None]]:
+    """Creates the out_dir and holds its lock for the whole run; yields a function that renews it.
 
-    A second sweep into the same out_dir waits for the first (saying so, with the holder's pid)
-    and then resumes: it finds the first one's shards done and computes only what is left. The
-    lock dies with its process, so a killed sweep never leaves a stale lock behind.
+    Local (or shared-mount) folder: ``out_dir/.lock`` under ``fcntl.flock``. A second sweep into
+    the same out_dir waits for the first (saying so, with the holder's pid) and then resumes: it
+    finds the first one's shards done and computes only what is left. The lock dies with its
+    process, so a killed sweep never leaves a stale lock behind.
+
+    Object store (no lock primitive): ``.lock`` is a lease object naming its holder; a second
+    sweep waits while the lease is younger than :data:`LEASE_SECONDS` and takes it over after
+    that. Best effort: two sweeps starting within the same second can both take it (their rows
+    are still exact, the later write of a shard wins).
     """
+    if not store.is_local:
+        with _leased(store) as renew:
+            yield renew
+        return
+    out_dir = store.local_path
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
@@ -270,6 +269,33 @@ def locked_out_dir(out_dir: Path) -> Iterator[None]:
             log.info("[sweep] the other sweep released %s; resuming after it", out_dir)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        yield lambda: None
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def _leased(store: Store) -> Iterator[Callable[[], None]]:
+    """The object-store lease of :func:`locked_out_dir`."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+    said = False
+    while store.is_file(LOCK_FILE):
+        age = time.time() - store.info(LOCK_FILE).mtime.timestamp()
+        holder = store.read_text(LOCK_FILE).strip()
+        if age >= LEASE_SECONDS:
+            log.warning("[sweep] taking over the lease %s of %s (not renewed for %.0f s)", store.describe(LOCK_FILE), holder, age)
+            break
+        if not said:
+            log.info("[sweep] out_dir %s is in use by another sweep (%s): waiting for it to finish", store.describe(), holder)
+            said = True
+        time.sleep(5)
+    renew = lambda: store.write_bytes(LOCK_FILE, owner.encode())  # noqa: E731
+    renew()
+    try:
+        yield renew
+    finally:
+        try:
+            if store.is_file(LOCK_FILE) and store.read_text(LOCK_FILE) == owner:
+                store.delete(LOCK_FILE)
+        except (OSError, PipelineError):
+            log.warning("[sweep] could not remove the lease %s; it expires in %d s", store.describe(LOCK_FILE), LEASE_SECONDS)

@@ -5,8 +5,12 @@
     python -m pipeline.sweep -m model=tiny granularity=attn,ffn,block
 
 Flow: Hydra config -> typed :class:`SweepConfig` -> task instances -> shards -> worker actors
-(model resident) -> one atomic Parquet file per shard under ``out_dir/shards/`` + ``run.json``.
-Re-running the same command resumes: only shards without a complete file are computed.
+(model resident) -> each shard's Arrow table back to this driver -> one atomic Parquet file per
+shard under ``out_dir/shards/`` + ``run.json``, in the run's store (``pipeline.store``: a local
+folder or a URI). Only the driver writes, and it counts a shard done only once the file reads back
+from the store with the rows the shard must hold, so a row computed on any node of a cluster
+lands in the one store the driver names. Re-running the same command resumes: only shards
+without a complete file are computed.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from pipeline.transplant.decoding import check_checkpoint
 from pipeline.models import describe_model
 from pipeline.progress import Progress
 from pipeline.rows import RunTags
-from pipeline.runner import RunPlan, ShardRunner
+from pipeline.runner import RunPlan, ShardDone, ShardResult, ShardRunner
 from pipeline.shards import (
     RUN_FILE,
+    Shard,
     check_out_dir,
     check_shard_set,
     guard_out_dir,
@@ -40,8 +45,11 @@ from pipeline.shards import (
     pending,
     plan_shards,
     read_run,
-    write_json_atomic,
+    shard_problem,
+    shard_rel,
 )
+from pipeline.select.features import features_rel
+from pipeline.store import Store
 from pipeline.tasks import load_task
 
 log = logging.getLogger("pipeline.sweep")
@@ -54,14 +62,15 @@ def _slug(value) -> str:
 OmegaConf.register_new_resolver("xt_slug", _slug, replace=True)
 
 
-def run(cfg: SweepConfig) -> Path:
-    """Runs (or resumes) a sweep; returns its out_dir. Testable without Hydra.
+def run(cfg: SweepConfig) -> Path | str:
+    """Runs (or resumes) a sweep; returns its out_dir (a Path, or the URI of a remote store). Testable without Hydra.
 
     Every check that can refuse the run (task, model, grid, out_dir) happens before anything is
     written; then the out_dir is created and locked for the whole run (a second identical sweep
     waits, then finds the shards done).
     """
-    check_out_dir(cfg.out_dir)
+    store = Store.open(cfg.out_dir)
+    check_out_dir(store)
     task = load_task(cfg.task)
     instances = task.instances()
     if not instances:
@@ -89,19 +98,23 @@ def run(cfg: SweepConfig) -> Path:
         config_hash = selection_hash(config_hash, cfg.grid.selector)
     identity = cfg.result_identity(instances)  # recorded in run.json: a refusal can name what differs
     shards = plan_shards(instances, cfg.shard_size)
-    guard_out_dir(cfg.out_dir, config_hash, cfg.shard_size, cfg.overwrite, identity)
-    check_shard_set(cfg.out_dir, shards)
-    with locked_out_dir(cfg.out_dir):
+    guard_out_dir(store, config_hash, cfg.shard_size, cfg.overwrite, identity)
+    check_shard_set(store, shards)
+    with locked_out_dir(store) as renew_lock:
         # again under the lock: another sweep may have written here while this one waited
-        guard_out_dir(cfg.out_dir, config_hash, cfg.shard_size, overwrite=False)
+        guard_out_dir(store, config_hash, cfg.shard_size, overwrite=False)
         rows_per_instance = len(granularities) * (1 + len(pairs))  # each granularity: its pairs + vanilla
         if selector is None:
-            todo = pending(cfg.out_dir, shards, rows_per_instance)
+            todo = pending(store, shards, rows_per_instance)
+            expected_rows = lambda shard, result: len(shard.instances) * rows_per_instance  # noqa: E731
         else:  # vanilla per granularity + the selected config where the selector transplants
             from pipeline.select.apply import pending_selected
 
-            todo = pending_selected(cfg.out_dir, shards, selector, len(granularities))
-        previous = read_run(cfg.out_dir)
+            todo = pending_selected(store, shards, selector, len(granularities))
+            expected_rows = lambda shard, result: len(shard.instances) * len(granularities) + int(  # noqa: E731
+                (selector.choose(result.features)[0] >= 0).sum()
+            )
+        previous = read_run(store)
         meta = {
             "model": cfg.model.name,
             "model_path": cfg.model.path,
@@ -126,30 +139,62 @@ def run(cfg: SweepConfig) -> Path:
             "resumed": [*(previous or {}).get("resumed", []), _now()] if previous else [],
             "finished": (previous or {}).get("finished") if not todo else None,
         }
-        write_json_atomic(meta, cfg.out_dir / RUN_FILE)
+        store.write_json(RUN_FILE, meta)
         log.info(
             "[sweep] %s: %d instances x (%d granularities x %d pairs + vanilla) on %s (%d layers); "
             "%d/%d shards already done; out_dir %s",
             task_name, len(instances), len(granularities), len(pairs), cfg.model.name, n_layers,
-            len(shards) - len(todo), len(shards), cfg.out_dir,
+            len(shards) - len(todo), len(shards), store.describe(),
         )  # fmt: skip
         plan = RunPlan(
             model=cfg.model, task=cfg.task, granularities=granularities, pairs=pairs, engine=engine,
-            tags=RunTags(cfg.model.name, task_name, n_layers, config_hash), out_dir=cfg.out_dir, debug=cfg.debug,
+            tags=RunTags(cfg.model.name, task_name, n_layers, config_hash), debug=cfg.debug,
             features=cfg.features, selector=str(Path(cfg.grid.selector).resolve()) if selector is not None else None,
         )
         configs_per_shard = cfg.shard_size * (1 + len(granularities) * len(pairs))
         progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
-        _execute(cfg, plan, todo, progress.update)
+        by_index = {shard.index: shard for shard in todo}
+
+        def commit(result: ShardResult) -> None:
+            shard = by_index[result.index]
+            write_shard(store, shard, result, expected_rows(shard, result))
+            renew_lock()
+            progress.update(ShardDone(result.index, result.table.num_rows, result.configs, result.seconds))
+
+        _execute(cfg, plan, todo, commit)
         if todo or not meta["finished"]:
             meta.update(finished=_now())
-            write_json_atomic(meta, cfg.out_dir / RUN_FILE)
-    log.info("[sweep] done: %d shards in %s", len(shards), cfg.out_dir)
-    return cfg.out_dir
+            store.write_json(RUN_FILE, meta)
+    log.info("[sweep] done: %d shards in %s", len(shards), store.describe())
+    return store.local_path if store.is_local else store.uri
+
+
+def write_shard(store: Store, shard: Shard, result: ShardResult, expected_rows: int) -> None:
+    """Writes a computed shard into the store (features first), then reads it back.
+
+    The shard counts as done only if its file now reads from the store with ``expected_rows``
+    rows and the row schema (the same check a resume makes), so no shard is ever reported done
+    that the store does not hold.
+
+    Raises:
+        PipelineError: the store does not hold the shard just written.
+    """
+    rel = shard_rel(shard)
+    if result.table.num_rows != expected_rows:
+        raise PipelineError(
+            f"shard {shard.name} came back from its worker with {result.table.num_rows} rows, "
+            f"not the {expected_rows} it must hold; nothing was written for it (a re-run recomputes it)"
+        )
+    if result.features is not None:
+        store.write_table(features_rel(shard.name), result.features)
+    store.write_table(rel, result.table)
+    problem = shard_problem(store, rel, expected_rows)
+    if problem is not None:
+        raise PipelineError(f"{store.describe(rel)} was written but {problem}; the run stops (a re-run recomputes it)")
 
 
 def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done) -> None:
-    """Runs the pending shards in-process or on a pool of Ray worker actors."""
+    """Runs the pending shards in-process or on a pool of Ray worker actors; ``on_done`` gets each result."""
     if not todo:
         return
     if cfg.cluster.kind == "inprocess":

@@ -6,8 +6,10 @@ by ``ray.util.ActorPool.map_unordered``, each actor listed ``in_flight`` times s
 has its next shard queued. Retry semantics are Ray's: a worker process that dies mid-shard is
 restarted (``max_restarts``) and the shard it held re-executed on it (``max_task_retries``), both
 set explicitly because Ray's defaults are 0; when they are used up the run fails with Ray's
-``ActorDiedError`` and a re-run resumes. A shard's file is written atomically by the worker, so a
-retried shard never leaves a half file or a duplicate.
+``ActorDiedError`` and a re-run resumes. A worker writes nothing: it returns the shard's Arrow
+table (through Ray's object store) and the driver writes it atomically into the run's store, so
+a retried shard never leaves a half file or a duplicate, and a shard computed on any node lands
+where the driver's ``out_dir`` is.
 
 The local cluster a sweep starts (no ``RAY_ADDRESS``) is private to the driver:
 
@@ -65,7 +67,7 @@ import torch  # noqa: E402
 from ray.util import ActorPool  # noqa: E402
 
 from pipeline.config import ClusterSpec  # noqa: E402
-from pipeline.runner import RunPlan, ShardDone, ShardRunner  # noqa: E402
+from pipeline.runner import RunPlan, ShardResult, ShardRunner  # noqa: E402
 from pipeline.shards import Shard  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,8 @@ class ShardWorker:
         """The GPUs Ray assigned to this actor (used by the pinning test)."""
         return ray.get_gpu_ids()
 
-    def run(self, shard: Shard) -> ShardDone:
+    def run(self, shard: Shard) -> ShardResult:
+        """Computes the shard and returns its rows to the driver (which writes them)."""
         return self.runner.run(shard)
 
 
@@ -170,7 +173,7 @@ def worker_pool(plan: RunPlan, cluster: ClusterSpec) -> Iterator[list]:
 
 
 def run_on_ray(
-    workers: Sequence, shards: Sequence[Shard], on_done: Callable[[ShardDone], None], in_flight: int = 2
+    workers: Sequence, shards: Sequence[Shard], on_done: Callable[[ShardResult], None], in_flight: int = 2
 ) -> None:
     """Runs every shard on the pool, ``in_flight`` shards queued per worker, reporting each as it ends.
 

@@ -63,7 +63,7 @@ def test_workers_hold_distinct_gpus(local_ray, tmp_path):
 
     cfg = compose_sweep([*TINY, "task=jsonl", f"task.path={write_task(tmp_path / 't.jsonl')}", f"out_dir={tmp_path}"])
     plan = RunPlan(model=cfg.model, task=cfg.task, granularities=("attn",), pairs=((0, 0),), engine=cfg.engine,
-                   tags=None, out_dir=tmp_path, debug=cfg.debug)
+                   tags=None, debug=cfg.debug)
     workers = start_workers(plan, ClusterSpec())
     ids = ray.get([w.gpu_ids.remote() for w in workers])
     assert len(workers) == 2

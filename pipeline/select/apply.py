@@ -1,12 +1,12 @@
 """The sweep side of selection: features per shard, and ``grid=selected`` (issue 11, items 1 and 3).
 
 ``features=true``: before a shard's configs run, the worker computes the instances' features
-(``features.FeatureExtractor``, two forwards per instance) and writes them atomically to
+(``features.FeatureExtractor``, two forwards per instance); the driver writes them atomically to
 ``out_dir/features/<shard name>``, before the shard's row file, so every finished shard has them.
 
 ``grid=selected grid.selector=DIR``: the driver loads the selector once (checking its layer count
 against the model before any work) and ships it inside the run plan; per shard the worker
-computes and writes the features (always: they are what the choice was made from, and what the
+computes the features (always: they are what the choice was made from, and what the
 resume recounts a shard's rows from), lets the selector choose per instance (a candidate config or vanilla), and
 runs vanilla plus the chosen config: two generations per instance instead of N x N + 1. Instances
 that chose the same config are run together through the ordinary engine, so rows are exactly what
@@ -21,13 +21,15 @@ import logging
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from pathlib import Path
+
+import pyarrow as pa
 
 from pipeline.transplant.engine import Generation, TransplantEngine
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.select.features import FeatureExtractor, features_path
-from pipeline.shards import Shard, write_atomic
+from pipeline.select.features import FeatureExtractor, features_rel
+from pipeline.shards import Shard
+from pipeline.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +56,21 @@ class SelectionStage:
 
     def __init__(self, engine: TransplantEngine, tokenizer, plan, batch: int = 8):
         self.engine = engine
-        self.plan = plan  # pipeline.runner.RunPlan: tags, out_dir, granularities, pairs, selector
+        self.plan = plan  # pipeline.runner.RunPlan: tags, granularities, pairs, selector
         self.extractor = FeatureExtractor(engine.model, tokenizer, batch)
 
-    def generations(self, shard: Shard) -> Iterator[Generation]:
-        """Writes the shard's features, then yields its generations: the plan's grid, or the selection."""
+    def generations(self, shard: Shard) -> tuple[pa.Table, Iterator[Generation]]:
+        """The shard's features (the driver writes them before its rows), and its generations: the
+        plan's grid, or the selection."""
         plan = self.plan
         features = self.extractor.compute(shard.instances, plan.tags.task, plan.tags.model)
-        write_atomic(features, features_path(plan.out_dir, shard.name))
         if plan.selector is None:
-            yield from self.engine.run(shard.instances, plan.granularities, plan.pairs)
-            return
+            return features, self.engine.run(shard.instances, plan.granularities, plan.pairs)
         choice, _ = plan.selector.choose(features)
-        yield from run_selected(self.engine, shard.instances, choice, plan.selector.candidates)
+        return features, run_selected(self.engine, shard.instances, choice, plan.selector.candidates)
 
 
-def pending_selected(out_dir: Path, shards: Sequence[Shard], selector, n_granularities: int) -> list[Shard]:
+def pending_selected(store: Store, shards: Sequence[Shard], selector, n_granularities: int) -> list[Shard]:
     """The shards of a ``grid=selected`` run without a trustworthy file (its resume).
 
     A finished shard holds one vanilla row per instance and granularity plus one row per instance
@@ -77,30 +78,23 @@ def pending_selected(out_dir: Path, shards: Sequence[Shard], selector, n_granula
     first), so a truncated or stale file is caught like :func:`pipeline.shards.pending` catches
     one: renamed aside (``NAME.corrupt-TIME``) and recomputed.
     """
-    import time
-
-    import pyarrow.parquet as pq
-
-    from pipeline.shards import shard_path, shard_problem
+    from pipeline.shards import set_aside, shard_problem, shard_rel
 
     todo = []
     for shard in shards:
-        path = shard_path(out_dir, shard)
-        if not path.is_file():
+        rel = shard_rel(shard)
+        if not store.is_file(rel):
             todo.append(shard)
             continue
-        feats = features_path(out_dir, shard.name)
+        feats = features_rel(shard.name)
         problem = "has no feature file to check it against"
-        if feats.is_file():
-            choice, _ = selector.choose(pq.read_table(feats))
+        if store.is_file(feats):
+            choice, _ = selector.choose(store.read_table(feats))
             expected = len(shard.instances) * n_granularities + int((choice >= 0).sum())
-            problem = shard_problem(path, expected)
-        if problem is None:
-            continue
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-        path.rename(aside)
-        log.warning("[sweep] shard %s %s: moved it to %s and recomputing it", path.name, problem, aside.name)
-        todo.append(shard)
+            problem = shard_problem(store, rel, expected)
+        if problem is not None:
+            set_aside(store, rel, problem)
+            todo.append(shard)
     return todo
 
 

@@ -109,8 +109,8 @@ def load_table(
     units: list[UnitResults] = []
     feature_parts: list[pa.Table] = []
     for path in runs:
-        loaded = load_run(Path(path))
-        feats = read_features(Path(path))
+        loaded = load_run(path)
+        feats = read_features(path)
         units += loaded
         feature_parts.append(feats)
     model, n_layers = _one_model(runs, units, feature_parts)

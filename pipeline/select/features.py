@@ -35,6 +35,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.results import FEATURES_DIR
 from pipeline.schema import GRANULARITIES
+from pipeline.store import Store
 from pipeline.transplant.sites import capture_last, decoder_layers
 
 FEATURE_SITES = ("attn", "ffn", "block")
@@ -61,9 +62,9 @@ FEATURE_SCHEMA = pa.schema(
 )
 
 
-def features_path(out_dir: Path, shard_name: str) -> Path:
-    """Where a shard's feature file goes: ``out_dir/features/<shard name>``."""
-    return Path(out_dir) / FEATURES_DIR / shard_name
+def features_rel(shard_name: str) -> str:
+    """Where a shard's feature file goes inside its run's store: ``features/<shard name>``."""
+    return f"{FEATURES_DIR}/{shard_name}"
 
 
 class FeatureExtractor:
@@ -137,20 +138,20 @@ class FeatureExtractor:
         return out
 
 
-def read_features(run_dir: Path) -> pa.Table:
+def read_features(run_dir: str | Path) -> pa.Table:
     """Every feature file of a run directory, read together.
 
     Raises:
         PipelineError: the run has no ``features/`` files (it was swept without ``features=true``)
             or they lack a column of :data:`FEATURE_SCHEMA`.
     """
-    folder = Path(run_dir) / FEATURES_DIR
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))) if folder.is_dir() else []
+    store = Store.open(run_dir)
+    files = [rel for rel in store.files(FEATURES_DIR, ".parquet", hidden=False) if rel.count("/") == 1]
     if not files:
         raise PipelineError(
             f"run {run_dir} has no feature files ({FEATURES_DIR}/*.parquet); re-run its sweep with features=true"
         )
-    table = ds.dataset([str(p) for p in files], format="parquet").to_table()
+    table = ds.dataset([store.path(rel) for rel in files], filesystem=store.fs, format="parquet").to_table()
     missing = [name for name in FEATURE_SCHEMA.names if name not in table.schema.names]
     if missing:
         raise PipelineError(f"run {run_dir}: feature files lack column(s) {', '.join(missing)}")
