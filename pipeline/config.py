@@ -49,6 +49,9 @@ class ClusterSpec:
         max_restarts: how often Ray restarts a dead worker actor.
         max_task_retries: how often a shard is retried after its worker died.
         num_gpus: logical GPUs to declare when this process starts a local Ray (tests); None = detect.
+        stall_timeout_s: how long the driver waits, with no shard finishing, on a worker that is
+            not running (pending for resources, restarting after its node died) before it stops
+            the run with one line naming what the worker waits for (a re-run resumes).
     """
 
     kind: str = "local"
@@ -57,6 +60,7 @@ class ClusterSpec:
     max_restarts: int = 3
     max_task_retries: int = 3
     num_gpus: int | None = None
+    stall_timeout_s: int = 600
 
     def __post_init__(self):
         if self.kind not in CLUSTER_KINDS:
@@ -67,6 +71,7 @@ class ClusterSpec:
             ("max_restarts", self.max_restarts, -1),  # -1: Ray's "restart forever"
             ("max_task_retries", self.max_task_retries, -1),
             ("num_gpus", self.num_gpus, 0),
+            ("stall_timeout_s", self.stall_timeout_s, 1),
         ):
             if value is not None and value < least:  # the type is the schema's (SweepSchema)
                 raise PipelineError(f"cluster.{name} must be >= {least}, got {value!r}")

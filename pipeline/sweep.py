@@ -16,6 +16,7 @@ without a complete file are computed.
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -100,6 +101,7 @@ def run(cfg: SweepConfig) -> Path | str:
     shards = plan_shards(instances, cfg.shard_size)
     guard_out_dir(store, config_hash, cfg.shard_size, cfg.overwrite, identity)
     check_shard_set(store, shards)
+    pool_size = _preflight(cfg)  # the cluster can hold the workers and has the device asked for
     with locked_out_dir(store) as renew_lock:
         # again under the lock: another sweep may have written here while this one waited
         guard_out_dir(store, config_hash, cfg.shard_size, overwrite=False)
@@ -154,16 +156,24 @@ def run(cfg: SweepConfig) -> Path | str:
         configs_per_shard = cfg.shard_size * (1 + len(granularities) * len(pairs))
         progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
         by_index = {shard.index: shard for shard in todo}
+        computed_on = dict((previous or {}).get("computed_on") or {})  # shard -> node that computed it
 
         def commit(result: ShardResult) -> None:
             shard = by_index[result.index]
             write_shard(store, shard, result, expected_rows(shard, result))
+            computed_on[shard.name] = result.node
             renew_lock()
             progress.update(ShardDone(result.index, result.table.num_rows, result.configs, result.seconds))
 
-        _execute(cfg, plan, todo, commit)
+        def started(described: list[dict]) -> None:
+            for k, worker in enumerate(described):
+                log.info("[sweep] worker %d on node %s: %s", k, worker["node"], worker["device"])
+            meta["workers"] = described
+            store.write_json(RUN_FILE, meta)
+
+        _execute(cfg, plan, todo, commit, started, pool_size)
         if todo or not meta["finished"]:
-            meta.update(finished=_now())
+            meta.update(finished=_now(), computed_on=computed_on)
             store.write_json(RUN_FILE, meta)
     log.info("[sweep] done: %d shards in %s", len(shards), store.describe())
     return store.local_path if store.is_local else store.uri
@@ -193,19 +203,34 @@ def write_shard(store: Store, shard: Shard, result: ShardResult, expected_rows: 
         raise PipelineError(f"{store.describe(rel)} was written but {problem}; the run stops (a re-run recomputes it)")
 
 
-def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done) -> None:
-    """Runs the pending shards in-process or on a pool of Ray worker actors; ``on_done`` gets each result."""
+def _preflight(cfg: SweepConfig) -> int | None:
+    """On Ray: joins or starts the cluster, refuses ``model.device=cuda`` without GPUs and a pool no
+    node can hold, and returns the pool's size; before anything is written (None in-process)."""
+    if cfg.cluster.kind == "inprocess":
+        return None
+    from pipeline import capacity, workers
+
+    workers.connect(cfg.cluster)
+    capacity.check_device(cfg.model)
+    return capacity.pool_size(cfg.cluster)
+
+
+def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done, on_started, pool_size: int | None) -> None:
+    """Runs the pending shards in-process or on a pool of Ray worker actors; ``on_done`` gets each
+    result, ``on_started`` where each worker runs (node, device and dtype) once they are up."""
     if not todo:
         return
     if cfg.cluster.kind == "inprocess":
         runner = ShardRunner(plan)
+        on_started([{"node": socket.gethostname(), "device": runner.device, "gpus": []}])
         for shard in todo:
             on_done(runner.run(shard))
         return
     from pipeline import workers
 
-    with workers.worker_pool(plan, cfg.cluster) as pool:
-        workers.run_on_ray(pool, todo, on_done)
+    with workers.worker_pool(plan, cfg.cluster, pool_size) as pool:
+        on_started(workers.wait_ready(pool, cfg.cluster.stall_timeout_s))
+        workers.run_on_ray(pool, todo, on_done, cfg.cluster.stall_timeout_s)
 
 
 def _jsonable(cfg: SweepConfig) -> dict:

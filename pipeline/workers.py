@@ -38,8 +38,10 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 
 def _private_local_cluster_environment() -> bool:
@@ -66,7 +68,9 @@ import ray  # noqa: E402  (after the environment above: Ray reads it at import)
 import torch  # noqa: E402
 from ray.util import ActorPool  # noqa: E402
 
+from pipeline import capacity  # noqa: E402
 from pipeline.config import ClusterSpec  # noqa: E402
+from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.runner import RunPlan, ShardResult, ShardRunner  # noqa: E402
 from pipeline.shards import Shard  # noqa: E402
 
@@ -130,31 +134,33 @@ class ShardWorker:
         """The GPUs Ray assigned to this actor (used by the pinning test)."""
         return ray.get_gpu_ids()
 
+    def describe(self) -> dict:
+        """Where this worker runs: its node's address, the model's device and dtype, its GPUs."""
+        return {"node": ray.util.get_node_ip_address(), "device": self.runner.device, "gpus": ray.get_gpu_ids()}
+
     def run(self, shard: Shard) -> ShardResult:
         """Computes the shard and returns its rows to the driver (which writes them)."""
-        return self.runner.run(shard)
+        return replace(self.runner.run(shard), node=ray.util.get_node_ip_address())
 
 
-def start_workers(plan: RunPlan, cluster: ClusterSpec) -> list:
-    """One actor per GPU when the cluster has GPUs (num_gpus=1 each), else per CPU slot."""
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    cpus = int(resources.get("CPU", 1))
-    if cluster.num_workers is not None:
-        count = cluster.num_workers
-    else:
-        count = gpus if gpus else max(1, cpus // cluster.cpus_per_worker)
+def start_workers(plan: RunPlan, cluster: ClusterSpec, count: int | None = None) -> list:
+    """``count`` worker actors (default: :func:`pipeline.capacity.pool_size`), one GPU each on a
+    GPU cluster, spread over the nodes (Ray's SPREAD strategy: one per node before two on one)."""
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if count is None:
+        count = capacity.pool_size(cluster)
     options = dict(
         num_cpus=cluster.cpus_per_worker,
         num_gpus=1 if gpus else 0,
         max_restarts=cluster.max_restarts,
         max_task_retries=cluster.max_task_retries,
+        scheduling_strategy="SPREAD",
     )
     return [ShardWorker.options(**options).remote(plan, cluster.cpus_per_worker) for _ in range(count)]
 
 
 @contextmanager
-def worker_pool(plan: RunPlan, cluster: ClusterSpec) -> Iterator[list]:
+def worker_pool(plan: RunPlan, cluster: ClusterSpec, count: int | None = None) -> Iterator[list]:
     """Connects, starts the worker actors, and always ends them when the run ends.
 
     Every actor is killed when the run finishes or fails, and the command line stops the local
@@ -165,21 +171,78 @@ def worker_pool(plan: RunPlan, cluster: ClusterSpec) -> Iterator[list]:
     connect(cluster)
     workers: list = []
     try:
-        workers = start_workers(plan, cluster)
+        workers = start_workers(plan, cluster, count)
         yield workers
     finally:
         for worker in workers:
             ray.kill(worker, no_restart=True)
 
 
+WAITING_STATES = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
+POLL_S = 2.0
+
+
+def wait_ready(workers: Sequence, stall_timeout_s: float) -> list[dict]:
+    """Waits until every worker has loaded its model; returns their :meth:`ShardWorker.describe`.
+
+    A worker whose ``__init__`` fails (a model that does not load, CUDA asked for where there is
+    none) ends the run with one line carrying the cause, not Ray's traceback; workers still waiting
+    for resources after ``stall_timeout_s`` end it with one line naming what they wait for.
+
+    Raises:
+        PipelineError: as above.
+    """
+    refs = {worker.describe.remote(): k for k, worker in enumerate(workers)}
+    described: dict[int, dict] = {}
+    deadline = time.monotonic() + stall_timeout_s
+    while refs:
+        done, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S)
+        for ref in done:
+            described[refs.pop(ref)] = _get(ref)
+        if refs and time.monotonic() > deadline:
+            raise PipelineError(capacity.stall_message([workers[k] for k in refs.values()], stall_timeout_s, "to start"))
+    return [described[k] for k in range(len(workers))]
+
+
 def run_on_ray(
-    workers: Sequence, shards: Sequence[Shard], on_done: Callable[[ShardResult], None], in_flight: int = 2
+    workers: Sequence,
+    shards: Sequence[Shard],
+    on_done: Callable[[ShardResult], None],
+    stall_timeout_s: float,
+    in_flight: int = 2,
 ) -> None:
     """Runs every shard on the pool, ``in_flight`` shards queued per worker, reporting each as it ends.
 
+    The driver never waits without a limit: when no shard has finished for ``stall_timeout_s``
+    while some worker is not running (pending for resources, or restarting after its node died
+    where no live node can take it), the run stops with one line naming those workers and what
+    they wait for; the shards done so far are in the store and a re-run resumes.
+
     Raises:
-        ray.exceptions.ActorDiedError: a worker died more often than ``max_restarts`` allows.
+        PipelineError: a stalled pool, or a worker that died more often than ``max_restarts``
+            allows (its cause in one line).
     """
     pool = ActorPool([worker for worker in workers for _ in range(in_flight)])
-    for done in pool.map_unordered(lambda worker, shard: worker.run.remote(shard), list(shards)):
-        on_done(done)
+    for shard in shards:
+        pool.submit(lambda worker, s: worker.run.remote(s), shard)
+    last = time.monotonic()
+    while pool.has_next():
+        try:
+            result = pool.get_next_unordered(timeout=POLL_S)
+        except TimeoutError:
+            if time.monotonic() - last > stall_timeout_s:
+                waiting = capacity.waiting_workers(workers)
+                if waiting:
+                    raise PipelineError(capacity.stall_message(waiting, stall_timeout_s, "for its shard")) from None
+            continue
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+            raise PipelineError(f"a worker failed: {capacity.cause(err)}; the shards done so far are kept, a re-run resumes") from None
+        on_done(result)
+        last = time.monotonic()
+
+
+def _get(ref):
+    try:
+        return ray.get(ref)
+    except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+        raise PipelineError(f"a worker failed to start: {capacity.cause(err)}") from None
