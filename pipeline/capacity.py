@@ -29,8 +29,8 @@ WAITING = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
 
 
 def live_nodes() -> list[tuple[str, dict[str, float]]]:
-    """(address, total resources) of every live node."""
-    return [(n["NodeManagerAddress"], n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+    """(address, total resources) of every live node, by address."""
+    return sorted((n["NodeManagerAddress"], n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive"))
 
 
 def _describe(nodes: list[tuple[str, dict[str, float]]]) -> str:

@@ -212,6 +212,8 @@ def join_repeated(argv: list[str], key: str) -> list[str]:
                 values += [str(v) for v in OverridesParser.create().parse_override(arg).value()]
             except Exception as err:  # noqa: BLE001  Hydra's grammar errors share no base class
                 raise PipelineError(f"bad {key} list {value!r}: {one_line(str(err))}") from err
+        elif len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]:  # already quoted, as out_dir='s3://...?a=b'
+            values.append(value[1:-1])
         else:
             values.append(value)
     return [*rest, f"{key}=[" + ",".join(_quoted(key, v) for v in values) + "]"] if values else rest

@@ -168,6 +168,11 @@ def run(cfg: SweepConfig) -> Path | str:
         def started(described: list[dict]) -> None:
             for k, worker in enumerate(described):
                 log.info("[sweep] worker %d on node %s: %s", k, worker["node"], worker["device"])
+                if worker["gpus"] and worker["device"].startswith("cpu"):  # model.device=auto without CUDA there
+                    log.warning(
+                        "[sweep] worker %d holds GPU %s but no CUDA device is visible to it: its model runs on the CPU",
+                        k, ",".join(map(str, worker["gpus"])),
+                    )  # fmt: skip
             meta["workers"] = described
             store.write_json(RUN_FILE, meta)
 

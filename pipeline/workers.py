@@ -70,7 +70,7 @@ from ray.util import ActorPool  # noqa: E402
 
 from pipeline import capacity  # noqa: E402
 from pipeline.config import ClusterSpec  # noqa: E402
-from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.errors import PipelineError, one_line  # noqa: E402
 from pipeline.runner import RunPlan, ShardResult, ShardRunner  # noqa: E402
 from pipeline.shards import Shard  # noqa: E402
 
@@ -128,18 +128,29 @@ class ShardWorker:
         _die_with_parent()
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads)
-        self.runner = ShardRunner(plan)
+        self.runner: ShardRunner | None = None
+        self.failure: str | None = None
+        try:
+            self.runner = ShardRunner(plan)
+        except Exception as err:  # noqa: BLE001  kept for describe(): one line at the driver, no restart loop
+            self.failure = one_line(f"{type(err).__name__}: {err}" if not isinstance(err, PipelineError) else str(err))
 
     def gpu_ids(self) -> list:
         """The GPUs Ray assigned to this actor (used by the pinning test)."""
         return ray.get_gpu_ids()
 
     def describe(self) -> dict:
-        """Where this worker runs: its node's address, the model's device and dtype, its GPUs."""
-        return {"node": ray.util.get_node_ip_address(), "device": self.runner.device, "gpus": ray.get_gpu_ids()}
+        """Where this worker runs: its node's address, the model's device and dtype, its GPUs; or
+        why it could not load its model (``error``)."""
+        node, gpus = ray.util.get_node_ip_address(), ray.get_gpu_ids()
+        if self.runner is None:
+            return {"node": node, "error": self.failure, "gpus": gpus}
+        return {"node": node, "device": self.runner.device, "gpus": gpus}
 
     def run(self, shard: Shard) -> ShardResult:
         """Computes the shard and returns its rows to the driver (which writes them)."""
+        if self.runner is None:
+            raise PipelineError(f"this worker could not start: {self.failure}")
         return replace(self.runner.run(shard), node=ray.util.get_node_ip_address())
 
 
@@ -198,7 +209,9 @@ def wait_ready(workers: Sequence, stall_timeout_s: float) -> list[dict]:
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S)
         for ref in done:
-            described[refs.pop(ref)] = _get(ref)
+            described[refs.pop(ref)] = info = _get(ref)
+            if info.get("error"):
+                raise PipelineError(f"a worker on node {info['node']} could not start: {info['error']}")
         if refs and time.monotonic() > deadline:
             raise PipelineError(capacity.stall_message([workers[k] for k in refs.values()], stall_timeout_s, "to start"))
     return [described[k] for k in range(len(workers))]
@@ -235,7 +248,12 @@ def run_on_ray(
                 if waiting:
                     raise PipelineError(capacity.stall_message(waiting, stall_timeout_s, "for its shard")) from None
             continue
-        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+        except ray.exceptions.RayActorError as err:  # its node died, or it crashed more than max_restarts allow
+            raise PipelineError(
+                f"a worker was lost and its shard could not be retried ({capacity.cause(err)}); "
+                "the shards done so far are kept, a re-run resumes"
+            ) from None
+        except ray.exceptions.RayTaskError as err:
             raise PipelineError(f"a worker failed: {capacity.cause(err)}; the shards done so far are kept, a re-run resumes") from None
         on_done(result)
         last = time.monotonic()

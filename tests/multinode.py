@@ -35,14 +35,18 @@ import psutil
 RAY = str(Path(sys.executable).parent / "ray")
 HEAD_IP, NODE2_IP = "127.0.0.2", "127.0.0.3"
 GCS_PORT = 6379
+STORE = 200 * 2**20  # object store bytes per node: shards are kilobytes; Ray's default would reserve GBs
 
 
 class LoopbackCluster:
     """Head + node 2 (private disk) in one private network namespace; see the module docstring."""
 
-    def __init__(self, private: list[Path], head_cpus: int = 1, node2_cpus: int = 1, node2_gpus: int = 0):
+    def __init__(
+        self, private: list[Path], head_cpus: int = 1, node2_cpus: int = 1, head_gpus: int = 0, node2_gpus: int = 0
+    ):
         self.private = [Path(p) for p in private]
-        self.head_cpus, self.node2_cpus, self.node2_gpus = head_cpus, node2_cpus, node2_gpus
+        self.head_cpus, self.node2_cpus = head_cpus, node2_cpus
+        self.head_gpus, self.node2_gpus = head_gpus, node2_gpus  # logical GPUs (this machine has none)
         self.temp = Path(tempfile.mkdtemp(prefix="xtc-", dir="/tmp"))  # short: Ray's socket paths
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
@@ -67,7 +71,8 @@ class LoopbackCluster:
             time.sleep(0.1)
         self.netns = os.stat(f"/proc/{self.holder.pid}/ns/net").st_ino
         self._ray_start(["--head", f"--node-ip-address={HEAD_IP}", f"--port={GCS_PORT}", f"--num-cpus={self.head_cpus}",
-                         "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={self.temp / 'head'}"])  # fmt: skip
+                         f"--num-gpus={self.head_gpus}", "--include-dashboard=false", f"--object-store-memory={STORE}",
+                         f"--temp-dir={self.temp / 'head'}"])  # fmt: skip
         self.start_node2()
         return self
 
@@ -76,6 +81,7 @@ class LoopbackCluster:
         mounts = " && ".join(f"mkdir -p {p} && mount -t tmpfs tmpfs {p}" for p in self.private) or "true"
         ray = " ".join([RAY, "start", f"--address={HEAD_IP}:{GCS_PORT}", f"--node-ip-address={NODE2_IP}",
                         f"--num-cpus={self.node2_cpus}", f"--num-gpus={self.node2_gpus}", "--disable-usage-stats",
+                        f"--object-store-memory={STORE}",
                         f"--temp-dir={self.temp / 'node2'}"])  # fmt: skip
         self._in_ns(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", f"{mounts} && exec {ray}"])
         self.wait_for_nodes(2)
