@@ -47,7 +47,10 @@ class ClusterSpec:
         num_workers: worker actors; None = one per GPU, or one on a CPU-only cluster.
         cpus_per_worker: CPUs each worker holds (on CPU, also its torch thread count).
         max_restarts: how often Ray restarts a dead worker actor.
-        max_task_retries: how often a shard is retried after its worker died.
+        max_task_retries: how often a shard is retried after its worker died; -1 (the default) =
+            until the worker itself is given up (``max_restarts``): Ray counts every failed call
+            to a worker whose node just died against this, and can spend a small budget before
+            the worker has been restarted on another node.
         num_gpus: logical GPUs to declare when this process starts a local Ray (tests); None = detect.
         stall_timeout_s: how long the driver waits, with no shard finishing, on a worker that is
             not running (pending for resources, restarting after its node died) before it stops
@@ -58,7 +61,7 @@ class ClusterSpec:
     num_workers: int | None = None
     cpus_per_worker: int = 1
     max_restarts: int = 3
-    max_task_retries: int = 3
+    max_task_retries: int = -1
     num_gpus: int | None = None
     stall_timeout_s: int = 600
 

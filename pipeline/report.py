@@ -241,7 +241,17 @@ def write_tables(summary: dict, out: Path) -> list[Path]:
 def write_markdown(summary: dict, figures: dict[str, list[str]], shared_figures: list[str], out: Path) -> Path:
     """``report.md``: definitions, the comparison table, then one section per run."""
     generated = f"Generated {summary['generated_at']} by xtransplant-pipeline {summary['package_version']}."
-    parts = ["# XTransplant report", "", generated, "", "## Metric definitions", "", METRIC_DEFINITIONS]
+    parts = ["# XTransplant report", "", generated, ""]
+    for partial in summary.get("partial") or []:  # allow_partial=true: said before anything else
+        missing = partial["missing_shards"]
+        parts += [
+            f"**PARTIAL RUN** `{partial['run']}`: {len(missing)} of {partial['n_shards_planned']} planned shards "
+            f"missing{' (' + ', '.join(missing[:4]) + (' ...' if len(missing) > 4 else '') + ')' if missing else ''}; "
+            f"{partial['n_instances_present']} of {partial['n_instances_planned']} planned instances have rows. "
+            "Every number below covers only the rows present.",
+            "",
+        ]
+    parts += ["## Metric definitions", "", METRIC_DEFINITIONS]
     parts += ["## Comparison", "", md_table(COMPARISON_HEADER, comparison_rows(summary["runs"])), ""]
     parts += [f"![{Path(f).stem}]({f})" for f in shared_figures] + [""]
     for e in summary["runs"]:

@@ -22,6 +22,7 @@ from pipeline.sweep import run
 
 pytestmark = pytest.mark.slow
 TINY = ["model.tiny.n_layers=3", "max_new_tokens=5"]
+SLOW = ["chunk_size=1"]  # one config row per decode: same token ids, ~10x the time per shard, so a kill lands mid-run
 COLUMNS = ["instance_id", "granularity", "source_layer", "target_layer", "token_ids", "response", "correct"]
 
 
@@ -63,7 +64,7 @@ def test_node_lost_mid_run_with_capacity_left_completes_exactly(tmp_path, refere
     args, expected = reference
     out = tmp_path / "run"
     with LoopbackCluster(private=[], head_cpus=2, node2_cpus=1) as cluster:
-        driver = cluster.popen([sys.executable, "-m", "pipeline.sweep", *args, "cluster.num_workers=2",
+        driver = cluster.popen([sys.executable, "-m", "pipeline.sweep", *args, *SLOW, "cluster.num_workers=2",
                                 f"out_dir={out}"], cwd=REPO, env={"RAY_ADDRESS": cluster.address},
                                stdout=(tmp_path / "log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
         _wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 2, 300, "two finished shards")
@@ -78,7 +79,7 @@ def test_node_lost_without_capacity_stops_with_one_line_then_resumes_exactly(tmp
     out = tmp_path / "run"
     with LoopbackCluster(private=[]) as cluster:
         log = tmp_path / "log"
-        driver = cluster.popen([sys.executable, "-m", "pipeline.sweep", *args, "cluster.num_workers=2",
+        driver = cluster.popen([sys.executable, "-m", "pipeline.sweep", *args, *SLOW, "cluster.num_workers=2",
                                 "cluster.stall_timeout_s=15", f"out_dir={out}"], cwd=REPO,
                                env={"RAY_ADDRESS": cluster.address}, stdout=log.open("w"),
                                stderr=subprocess.STDOUT)  # fmt: skip
@@ -96,7 +97,7 @@ def test_node_lost_without_capacity_stops_with_one_line_then_resumes_exactly(tmp
         kept = len(list(out.glob("shards/*.parquet")))
         assert 1 <= kept < 8
         cluster.start_node2()  # capacity is back
-        again = sweep(cluster, [*args, "cluster.num_workers=2", f"out_dir={out}"])
+        again = sweep(cluster, [*args, *SLOW, "cluster.num_workers=2", f"out_dir={out}"])
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert f"{kept}/8 shards already done" in again.stdout
     assert canonical(rows(out)) == canonical(expected)

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from reduce_rows import example_rows, row, write_example_run, write_run_json, write_shard
@@ -291,3 +292,45 @@ def test_groups_follow_paper_order_high_mid_low(tmp_path):
     assert list(entry["by_group"]) == ["High", "Low"]  # an empty group is left out
     with (run_dir / "report" / f"{entry['slug']}.accuracy.csv").open() as f:
         assert next(csv.reader(f))[-3:] == ["High avg", "Low avg", "All"]
+
+
+def _run_missing_a_shard(run_dir: Path) -> Path:
+    """The EXAMPLE's four instances in shards 0 and 1 of a run whose run.json planned 3 shards of 2 (6 instances)."""
+    rows = example_rows()
+    first = [r for r in rows if r["instance_id"] in ("i0", "i1")]
+    write_shard(run_dir / "shards" / "shard-000000-of-000003.parquet", first)
+    write_shard(run_dir / "shards" / "shard-000001-of-000003.parquet", [r for r in rows if r not in first])
+    write_run_json(run_dir, n_shards=3, shard_size=2, n_instances=6, finished=None)
+    return run_dir
+
+
+def test_incomplete_run_is_refused_with_the_missing_shards(tmp_path, capsys):
+    run_dir = _run_missing_a_shard(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        reduce.main([f"run={run_dir}", NO_FIGURES])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: run {run_dir} is incomplete (its sweep has not finished)")
+    assert "1 of 3 planned shards are missing (shards/shard-000002-of-000003.parquet)" in err[0]
+    assert "4 of 6 planned instances have rows" in err[0] and "allow_partial=true" in err[0]
+    assert not (run_dir / "report").exists()
+
+
+def test_allow_partial_reports_it_loudly(tmp_path):
+    run_dir = _run_missing_a_shard(tmp_path / "run")
+    reduce.main([f"run={run_dir}", "allow_partial=true", NO_FIGURES])
+    summary = summary_of(run_dir / "report")
+    expected = {"run": str(run_dir), "missing_shards": ["shards/shard-000002-of-000003.parquet"], "n_shards_planned": 3,
+                "n_instances_planned": 6, "n_instances_present": 4, "run_finished": None}  # fmt: skip
+    assert summary["partial"] == [expected] and summary["runs"][0]["partial"] == expected
+    text = (run_dir / "report" / "report.md").read_text()
+    assert text.splitlines()[4].startswith(f"**PARTIAL RUN** `{run_dir}`: 1 of 3 planned shards missing")
+
+
+def test_complete_run_is_not_partial(tmp_path):
+    run_dir = _run_missing_a_shard(tmp_path / "run")
+    rows = example_rows()
+    extra = [{**r, "instance_id": r["instance_id"] + "x"} for r in rows if r["instance_id"] in ("i0", "i1")]
+    write_shard(run_dir / "shards" / "shard-000002-of-000003.parquet", extra)
+    reduce.main([f"run={run_dir}", NO_FIGURES])
+    assert summary_of(run_dir / "report")["partial"] is None
