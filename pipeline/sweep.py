@@ -213,7 +213,8 @@ def _preflight(cfg: SweepConfig) -> int | None:
     node can hold, and returns the pool's size; before anything is written (None in-process)."""
     if cfg.cluster.kind == "inprocess":
         return None
-    from pipeline import capacity, workers
+    from pipeline import workers  # first: it sets the local cluster's environment before Ray is imported
+    from pipeline import capacity
 
     workers.connect(cfg.cluster)
     capacity.check_device(cfg.model)
