@@ -20,6 +20,7 @@ from sweeps import compose_sweep
 
 from pipeline import reduce
 from pipeline.results import shard_files
+from pipeline.store import Store
 from pipeline.select.__main__ import main as select_main
 from pipeline.select.features import read_features
 from pipeline.select.fit import load
@@ -45,7 +46,8 @@ def write_chars_task(path, n: int = 16):
 
 
 def rows_of(run_dir):
-    return ds.dataset([str(p) for p in shard_files(run_dir)], format="parquet").to_table().to_pylist()
+    store = Store.open(run_dir)
+    return ds.dataset([store.path(rel) for rel in shard_files(store)], format="parquet").to_table().to_pylist()
 
 
 @pytest.fixture(scope="module")
