@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -67,3 +68,13 @@ def cli(args: list[str], env: dict | None = None, timeout: int = 600, **kw) -> s
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env, capture_output=True,
                           text=True, timeout=timeout, **kw)
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.2) -> None:
+    """Polls ``predicate`` until it is true; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from multinode import HEAD_IP, NODE2_IP, LoopbackCluster
-from sweeps import REPO, compose_sweep, rows, write_task
+from sweeps import REPO, compose_sweep, rows, wait_for, write_task
 
 from pipeline.sweep import run
 
@@ -67,7 +66,7 @@ def test_node_lost_mid_run_with_capacity_left_completes_exactly(tmp_path, refere
         driver = cluster.popen([sys.executable, "-m", "pipeline.sweep", *args, *SLOW, "cluster.num_workers=2",
                                 f"out_dir={out}"], cwd=REPO, env={"RAY_ADDRESS": cluster.address},
                                stdout=(tmp_path / "log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
-        _wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 2, 300, "two finished shards")
+        wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 2, 300, "two finished shards")
         cluster.raylet(NODE2_IP).kill()  # node 2 dies: its worker with it, mid-shard
         assert driver.wait(timeout=600) == 0, (tmp_path / "log").read_text()[-3000:]
     table = rows(out)
@@ -83,7 +82,7 @@ def test_node_lost_without_capacity_stops_with_one_line_then_resumes_exactly(tmp
                                 "cluster.stall_timeout_s=15", f"out_dir={out}"], cwd=REPO,
                                env={"RAY_ADDRESS": cluster.address}, stdout=log.open("w"),
                                stderr=subprocess.STDOUT)  # fmt: skip
-        _wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 1, 300, "a finished shard")
+        wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 1, 300, "a finished shard")
         cluster.raylet(NODE2_IP).kill()  # its worker can go nowhere: the head's one CPU is taken
         code = driver.wait(timeout=600)
         text = log.read_text()
@@ -144,7 +143,7 @@ def test_rows_reach_an_s3_store_on_loopback(tmp_path, reference):
                                stdout=(tmp_path / "moto.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
         make_bucket = (f"import pyarrow.fs as f; fs, _ = f.FileSystem.from_uri('s3://xtransplant?endpoint_override={HEAD_IP}:{port}"
                        "&scheme=http&region=us-east-1&allow_bucket_creation=true'); fs.create_dir('xtransplant')")  # fmt: skip
-        _wait_for(lambda: cluster.run([sys.executable, "-c", make_bucket], check=False).returncode == 0, 60, "moto")
+        wait_for(lambda: cluster.run([sys.executable, "-c", make_bucket], check=False).returncode == 0, 60, "moto")
         done = sweep(cluster, [*args, "cluster.num_workers=2", f"out_dir='{s3}'"])  # quoted: ? & = in a Hydra value
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         local = tmp_path / "copy"
@@ -167,15 +166,6 @@ def test_rows_reach_an_s3_store_on_loopback(tmp_path, reference):
 
 def sweep_reduce(cluster: LoopbackCluster, args: list[str]):
     return cluster.run([sys.executable, "-m", "pipeline.reduce", *args], check=False, cwd=REPO)
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_cluster_listens_only_inside_its_namespace_and_leaves_nothing(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 import ray
-from sweeps import REPO, cli, compose_sweep, keys, rows, write_task
+from sweeps import REPO, cli, compose_sweep, keys, rows, wait_for, write_task
 
 from pipeline.runner import RunPlan
 from pipeline.sweep import run
@@ -83,15 +83,6 @@ def test_worker_killed_mid_shard_is_survived(local_ray, tmp_path):
     assert len(set(keys(table))) == table.num_rows
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _end(processes) -> None:
     """Kills whatever is left of a killed driver's processes (Ray's agents linger; they write nothing)."""
     for proc in processes:
@@ -119,13 +110,13 @@ def test_driver_sigkill_stops_its_workers_then_rerun_completes_exactly(tmp_path)
     started: list = []
     workers: list = []
     try:
-        _wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 2, 240, "two finished shards")
+        wait_for(lambda: len(list(out.glob("shards/*.parquet"))) >= 2, 240, "two finished shards")
         started = psutil.Process(proc.pid).children(recursive=True)
         workers = [p for p in started if "ShardWorke" in p.name()]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         driver_dead = time.time()  # reaped: its raylet got its parent-death SIGKILL as it exited
-        _wait_for(lambda: not any(_running(w) for w in workers), 5, "the worker actors to die with the driver")
+        wait_for(lambda: not any(_running(w) for w in workers), 5, "the worker actors to die with the driver")
         time.sleep(5)  # a worker outliving its driver would finish shards (about 0.2 s each) in this wait
     finally:
         if proc.poll() is None:
