@@ -215,3 +215,16 @@ def test_ray_job_submit_against_a_running_head(local_ray, tmp_path):
     assert not _head_processes(token)
     # the module's own cluster (another Ray on this machine, like a user's sweep) still runs tasks
     assert ray.get(ray.remote(lambda: 42).remote(), timeout=60) == 42
+
+
+def test_cuda_on_a_cluster_without_gpus_is_refused_before_any_worker(tmp_path):
+    """model.device=cuda where the Ray cluster has no GPU resource: one line at the driver, exit 2, nothing written."""
+    task = write_task(tmp_path / "task.jsonl", n=2)
+    done = cli(["pipeline.sweep", *TINY, "task=jsonl", f"task.path={task}", "model.device=cuda", "cluster.num_gpus=0",
+                f"out_dir={tmp_path / 'out'}"])  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: model.device=cuda, but the Ray cluster has no GPU resource (live nodes: 127.0.0.1 CPU ")
+    assert errors[0].endswith(" GPU 0); use model.device=auto or cpu, or run on nodes with GPUs")
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
