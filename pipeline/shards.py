@@ -280,7 +280,8 @@ def _leased(store: Store) -> Iterator[Callable[[], None]]:
     owner = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
     said = False
     while store.is_file(LOCK_FILE):
-        age = time.time() - store.info(LOCK_FILE).mtime.timestamp()
+        mtime = store.info(LOCK_FILE).mtime  # None where the filesystem keeps none: taken as expired
+        age = time.time() - mtime.timestamp() if mtime is not None else LEASE_SECONDS
         holder = store.read_text(LOCK_FILE).strip()
         if age >= LEASE_SECONDS:
             log.warning("[sweep] taking over the lease %s of %s (not renewed for %.0f s)", store.describe(LOCK_FILE), holder, age)

@@ -189,7 +189,6 @@ def worker_pool(plan: RunPlan, cluster: ClusterSpec, count: int | None = None) -
             ray.kill(worker, no_restart=True)
 
 
-WAITING_STATES = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
 POLL_S = 2.0
 
 
