@@ -21,7 +21,8 @@ from transformers.utils import logging as hf_logging
 
 from pipeline import gguf
 from pipeline.errors import PipelineError, one_line
-from pipeline.transplant.sites import decoder_layers
+from pipeline.transplant.attention import loadable_implementation
+from pipeline.transplant.layouts import Sites, resolve
 from pipeline.tiny import TinySpec, build_tiny
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -96,13 +97,16 @@ class ModelFacts:
     revision: str
     path: str | None = None  # the checkpoint to read (a GGUF's cache entry); None for tiny models
     hub_revision: str | None = None
+    model_type: str | None = None
+    missing: dict[str, list[int]] | None = None  # granularity -> layers lacking its module (hybrids)
 
 
 def describe_model(spec: ModelSpec) -> ModelFacts:
     """Layer count and revision from the config alone; checks the attn/ffn/block sites exist.
 
-    The model is instantiated on the ``meta`` device (no memory, no weights), so an architecture
-    without ``model.model.layers[k].self_attn`` / ``.mlp`` fails here, before Ray or any work starts.
+    The model is instantiated on the ``meta`` device (no memory, no weights), so a family whose
+    decoder layers cannot be found (:mod:`pipeline.transplant.layouts`) fails here, before Ray or
+    any work starts; granularities some layer lacks are reported in ``missing``.
     """
     if spec.tiny is not None:
         return ModelFacts(n_layers=spec.tiny.n_layers, revision=_tiny_revision(spec.tiny))
@@ -112,11 +116,38 @@ def describe_model(spec: ModelSpec) -> ModelFacts:
         config = AutoConfig.from_pretrained(path, revision=revision_arg)
     except (OSError, ValueError) as err:
         raise PipelineError(f"cannot read the config of model.path '{spec.path}': {one_line(str(err))}") from err
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
-    layers = decoder_layers(skeleton)
+    check_supported(config)
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config, attn_implementation=loadable_implementation(config))
+    except (ValueError, TypeError, AttributeError, RuntimeError, ImportError) as err:
+        raise PipelineError(
+            f"model type {config.model_type}: transformers cannot build its causal LM: {one_line(str(err))}"
+        ) from err
+    sites = resolve(skeleton)
     revision = gguf_revision or getattr(config, "_commit_hash", None) or _local_revision(path)
-    return ModelFacts(n_layers=len(layers), revision=revision, path=path, hub_revision=revision_arg)
+    return ModelFacts(
+        n_layers=len(sites.layers), revision=revision, path=path, hub_revision=revision_arg,
+        model_type=sites.model_type, missing=_missing(sites),
+    )  # fmt: skip
+
+
+def check_supported(config) -> None:
+    """Refuses a config that is not a decoder-only causal LM transformers knows, in one line."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    model_type = getattr(config, "model_type", type(config).__name__)
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise PipelineError(f"model type {model_type} has no causal-LM class in transformers; XTransplant needs a decoder LM")
+    if getattr(config, "is_encoder_decoder", False):
+        raise PipelineError(f"model type {model_type} is an encoder-decoder; XTransplant needs a decoder-only LM")
+
+
+def _missing(sites: Sites) -> dict[str, list[int]]:
+    """Granularity -> layers without its module (only granularities some layer lacks)."""
+    from pipeline.schema import GRANULARITIES
+
+    return {g: sites.missing(g) for g in GRANULARITIES if sites.missing(g)}
 
 
 def _checkpoint(spec: ModelSpec) -> tuple[str, str | None, str | None]:
@@ -160,15 +191,17 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         hf_logging.disable_progress_bar()  # one bar per Ray worker would interleave in the sweep's log
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, revision=hub_revision)
+            config = AutoConfig.from_pretrained(path, revision=hub_revision)
+            check_supported(config)
             model = AutoModelForCausalLM.from_pretrained(
-                path, revision=hub_revision, dtype=dtype, attn_implementation="sdpa"
+                path, revision=hub_revision, dtype=dtype, attn_implementation=loadable_implementation(config)
             )
         except OSError as err:
             raise PipelineError(f"cannot load model.path '{spec.path}': {one_line(str(err))}") from err
         model.to(device)
         revision = gguf_revision or getattr(model.config, "_commit_hash", None) or _local_revision(path)
     model.eval()
-    decoder_layers(model)
+    resolve(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return LoadedModel(model=model, tokenizer=tokenizer, revision=revision)

@@ -33,6 +33,7 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.grid import grid_granularities, grid_pairs
 from pipeline.transplant.decoding import check_checkpoint
 from pipeline.models import describe_model
+from pipeline.transplant.layouts import unavailable
 from pipeline.progress import Progress
 from pipeline.rows import RunTags
 from pipeline.runner import RunPlan, ShardDone, ShardResult, ShardRunner
@@ -89,6 +90,9 @@ def run(cfg: SweepConfig) -> Path | str:
 
         selector = load_for_sweep(cfg.grid.selector, n_layers, cfg.model.name)
         granularities = selector.granularities
+    for granularity in granularities:  # a hybrid family's layers may lack a module (pipeline.transplant.layouts)
+        if facts.missing and granularity in facts.missing:
+            raise PipelineError(unavailable(facts.model_type, granularity, facts.missing[granularity], n_layers))
     engine = cfg.engine
     if task.max_new_tokens:
         engine = replace(engine, max_new_tokens=task.max_new_tokens)

@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from pipeline.errors import PipelineError
+from pipeline.transplant.attention import loadable_implementation
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -119,11 +120,13 @@ def _gemma3_config(spec: TinySpec, common: dict) -> Gemma3TextConfig:
 
 
 def build_tiny(spec: TinySpec) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Builds the seeded tiny model (float32, eval mode, sdpa attention) and its tokenizer."""
+    """Builds the seeded tiny model (float32, eval mode, sdpa attention where the class accepts it) and its tokenizer."""
     config = tiny_config(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(
+            config, attn_implementation=loadable_implementation(config), dtype=torch.float32
+        )
     model.eval()
     model.generation_config.pad_token_id = PAD_ID
     return model, build_tokenizer(spec.vocab_size)

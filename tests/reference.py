@@ -25,9 +25,29 @@ import torch
 from transformers import GenerationConfig
 
 
+# The reference's own site lookup (deliberately not the engine's table, pipeline/transplant/layouts.py):
+# the first of the common names that exists, then a per-family exception or two.
+LAYER_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "transformer.blocks", "gpt_neox.layers")
+ATTN_NAMES = ("self_attn", "self_attention", "attention", "attn")
+FFN_NAMES = ("mlp", "block_sparse_moe", "feed_forward", "ffn", "fc2")
+
+
+def _path(root, dotted):
+    for part in dotted.split("."):
+        root = getattr(root, part, None)
+    return root
+
+
+def layers_of(model):
+    return next(layers for p in LAYER_PATHS if (layers := _path(model, p)) is not None)
+
+
 def module_of(model, granularity: str, layer: int):
-    block = model.model.layers[layer]
-    return {"attn": block.self_attn, "attn_released": block.self_attn, "ffn": block.mlp, "block": block}[granularity]
+    block = layers_of(model)[layer]
+    if granularity == "block":
+        return block
+    names = FFN_NAMES if granularity == "ffn" else ATTN_NAMES
+    return next(getattr(block, n) for n in names if isinstance(getattr(block, n, None), torch.nn.Module))
 
 
 def _source_vector(model, src, granularity: str, layer: int) -> torch.Tensor:
@@ -35,7 +55,7 @@ def _source_vector(model, src, granularity: str, layer: int) -> torch.Tensor:
     seen = {}
 
     def grab(_m, _a, out):
-        seen["out"] = _tensor(out)[0, -1].clone()
+        seen["out"] = _tensor(out).reshape(-1, _tensor(out).shape[-1])[-1].clone()  # batch 1: last token
 
     def grab_input(_m, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
@@ -43,7 +63,7 @@ def _source_vector(model, src, granularity: str, layer: int) -> torch.Tensor:
 
     handles = [module_of(model, granularity, layer).register_forward_hook(grab)]
     if granularity == "attn_released":
-        handles.append(model.model.layers[layer].register_forward_pre_hook(grab_input, with_kwargs=True))
+        handles.append(layers_of(model)[layer].register_forward_pre_hook(grab_input, with_kwargs=True))
     try:
         model(src, logits_to_keep=1)  # the hooks need no logits (262k-vocabulary models: most of the cost)
     finally:
@@ -82,7 +102,7 @@ def reference_generate(model, tokenizer, target: str, source: str | None, granul
                     return None
                 first["pending"] = False
                 hidden = _tensor(out).clone()
-                hidden[0, -1] = seen["v"]
+                hidden.view(-1, hidden.shape[-1])[-1] = seen["v"]  # batch 1: the last prompt token
                 return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
 
             handles.append(module_of(model, granularity, target_layer).register_forward_hook(put))

@@ -35,7 +35,9 @@ from pipeline.transplant.decoding import DECODING_MODES, GreedyProcessors
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.schema import GRANULARITIES
-from pipeline.transplant.sites import Replacement, capture_last, decoder_layers, transplant
+from pipeline.transplant.layouts import resolve, unavailable
+from pipeline.transplant.native import CacheSteps, prefix_cache
+from pipeline.transplant.sites import Replacement, capture_last, transplant
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +185,8 @@ class _Prefilled:
     bank: torch.Tensor  # [G, len(GRANULARITIES), N, H] source activations
     last_token: torch.Tensor  # [G] last target prompt token id
     last_position: torch.Tensor  # [G] its position (= prefix length)
-    kv: attention.SharedPrefixKV
+    kv: attention.SharedPrefixKV | None  # the kernel route's shared prefixes
+    caches: list | None  # the cache route's per-instance prefix caches (None: empty prefix)
     prompts: torch.Tensor  # [G, P_max] target prompt ids, right-padded (input of the processors)
     slot: dict[int, int]  # instance index -> its group g in this batch
 
@@ -201,10 +204,12 @@ class TransplantEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.options = options
-        self.layers = decoder_layers(model)
+        self.sites = resolve(model)
+        self.layers = self.sites.layers
         self.n_layers = len(self.layers)
         self.device = next(model.parameters()).device
-        model.set_attn_implementation(attention.register())
+        if self.sites.route == "kernel":
+            model.set_attn_implementation(attention.register(base_implementation(model)))
         self.eos = torch.tensor(sorted(self._eos_ids(eos_token_ids)), dtype=torch.long, device=self.device)
         self.processors = GreedyProcessors.from_model(model, options.decoding, self.eos.tolist(), self.device)
         if options.max_new_tokens < 1:
@@ -228,6 +233,9 @@ class TransplantEngine:
         for granularity in granularities:
             if granularity not in GRANULARITIES:
                 raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
+            if self.sites.missing(granularity):
+                raise PipelineError(unavailable(self.sites.model_type, granularity, self.sites.missing(granularity),
+                                                self.n_layers))
         for i, j in pairs:
             if not (0 <= i < self.n_layers and 0 <= j < self.n_layers):
                 raise PipelineError(f"layer pair ({i}, {j}) out of range: the model has layers 0..{self.n_layers - 1}")
@@ -257,8 +265,11 @@ class TransplantEngine:
         ]
         for members in self.instance_batches(tokens):
             state = self._prefill(members, [tokens[n] for n in members])
-            rows = [c for n in members for c in by_instance[n]]
-            yield from self._run_rows(state, rows)
+            if self.sites.route == "kernel":
+                yield from self._run_rows(state, [c for n in members for c in by_instance[n]])
+            else:  # a cache-route chunk holds one instance's rows (nothing padded)
+                for n in members:
+                    yield from self._run_rows(state, by_instance[n])
             del state
 
     def instance_batches(self, tokens: Sequence[tuple[list[int], list[int]]]) -> list[list[int]]:
@@ -301,28 +312,30 @@ class TransplantEngine:
         prefixes = [t[:-1] for t in targets]
         seqs = sources + prefixes  # row r < n: source of group r; row n + g: prefix of group g
         n = len(members)
-        kv = attention.SharedPrefixKV(self.n_layers)
+        kernel = self.sites.route == "kernel"
+        kv = attention.SharedPrefixKV(self.n_layers) if kernel else None
         width = max(len(p) for p in prefixes)
         bank: torch.Tensor | None = None
         decoder = self.model.get_decoder()
-        for piece in prefill_pieces([len(q) for q in seqs], self.options.prefill_slack):
+        lengths = [len(q) for q in (seqs if kernel else sources)]  # the cache route runs prefixes below
+        for piece in prefill_pieces(lengths, self.options.prefill_slack):
             ids, mask = right_pad([seqs[r] for r in piece], self.tokenizer.pad_token_id)
             src = [k for k, r in enumerate(piece) if r < n]
             pre = [k for k, r in enumerate(piece) if r >= n]
-            kv.record_prefix(
-                torch.tensor(pre, dtype=torch.long, device=self.device), [piece[k] - n for k in pre],
-                [len(seqs[piece[k]]) for k in pre], n, width,
-            )  # fmt: skip
+            if kernel:
+                kv.record_prefix(
+                    torch.tensor(pre, dtype=torch.long, device=self.device), [piece[k] - n for k in pre],
+                    [len(seqs[piece[k]]) for k in pre], n, width,
+                )  # fmt: skip
             rows = torch.tensor(src, dtype=torch.long, device=self.device)
             last = torch.tensor([len(seqs[piece[k]]) - 1 for k in src], dtype=torch.long, device=self.device)
-            with capture_last(self.model, rows, last) if src else nullcontext() as part:
-                decoder(
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    use_cache=False,
-                    **{attention.KV_KWARG: kv},
-                )
-            kv.stop_recording()
+            with (
+                capture_last(self.model, rows, last) if src else nullcontext() as part,
+                attention.bound(self.sites.attn, kv) if kernel else nullcontext(),
+            ):
+                decoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
+            if kernel:
+                kv.stop_recording()
             if src:
                 if bank is None:
                     bank = part.new_zeros((n, *part.shape[1:]))
@@ -334,6 +347,7 @@ class TransplantEngine:
             last_token=torch.tensor([t[-1] for t in targets], device=self.device),
             last_position=torch.tensor([len(p) for p in prefixes], device=self.device),
             kv=kv,
+            caches=None if kernel else [prefix_cache(decoder, p, self.device) for p in prefixes],
             prompts=prompts.to(self.device),
             slot={instance: g for g, instance in enumerate(members)},
         )
@@ -387,8 +401,11 @@ class TransplantEngine:
             raise torch.OutOfMemoryError(f"simulated out of memory: chunk of {len(chunk)} rows")
         steps = self.options.max_new_tokens
         group = torch.tensor([state.slot[c.instance] for c in chunk], device=self.device)
-        kv = state.kv
-        kv.begin_chunk(group, steps)
+        if state.kv is not None:
+            stepper = _KernelSteps(self.model, self.sites.attn, state.kv, group, steps)
+        else:
+            g = state.slot[chunk[0].instance]
+            stepper = CacheSteps(self.model, state.caches[g], len(chunk), int(state.last_position[g]))
         active = torch.arange(len(chunk), device=self.device)  # chunk rows still generating
         tokens = state.last_token[group]
         positions = state.last_position[group]
@@ -402,13 +419,7 @@ class TransplantEngine:
         plan = self._plan(state, chunk)
         for t in range(steps):
             with transplant(self.model, plan if t == 0 else {}):
-                logits = self.model(
-                    input_ids=tokens[:, None],
-                    position_ids=positions[:, None],
-                    use_cache=False,
-                    logits_to_keep=1,
-                    **{attention.KV_KWARG: kv},
-                ).logits[:, -1].float()
+                logits = stepper.logits(tokens, positions)
             scores = None
             if self.processors is not None:
                 scores = self.processors(logits, history[active], prompt_len[active], t)
@@ -422,10 +433,10 @@ class TransplantEngine:
             finished = torch.isin(choice, self.eos)
             if t == steps - 1 or bool(finished.all()):
                 break
-            kv.advance()
+            stepper.advance()
             if bool(finished.any()):
                 keep = (~finished).nonzero()[:, 0]
-                kv.keep(keep)
+                stepper.keep(keep)
                 active, choice, positions = active[keep], choice[keep], positions[keep]
             tokens, positions = choice, positions + 1
         return self._collect(chunk, out_tokens.cpu(), logprobs.cpu(), entropies.cpu(), n_steps.cpu())
@@ -447,3 +458,35 @@ class TransplantEngine:
                 )
             )
         return results
+
+
+def base_implementation(model: nn.Module) -> str:
+    """The attention implementation ``model`` was loaded with, under any shared-prefix kernel."""
+    current = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if current.startswith(attention.ATTN_IMPLEMENTATION):
+        return "eager" if current.endswith("_eager") else "sdpa"
+    if current not in attention.BASE_IMPLEMENTATIONS:
+        raise PipelineError(
+            f"model type {model.config.model_type}: attention implementation '{current}' has no shared-prefix "
+            "kernel; load it with sdpa or eager"
+        )
+    return current
+
+
+class _KernelSteps:
+    """Lockstep greedy steps of a chunk on the shared-prefix kernel (:class:`attention.SharedPrefixKV`)."""
+
+    def __init__(self, model: nn.Module, attn_modules, kv: attention.SharedPrefixKV, group: torch.Tensor, steps: int):
+        self.model, self.attn_modules, self.kv = model, attn_modules, kv
+        kv.begin_chunk(group, steps)
+
+    def logits(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        with attention.bound(self.attn_modules, self.kv):
+            out = self.model(input_ids=tokens[:, None], position_ids=positions[:, None], use_cache=False, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def advance(self) -> None:
+        self.kv.advance()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.kv.keep(rows)

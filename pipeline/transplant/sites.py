@@ -3,6 +3,9 @@
 This is the only place that knows Hugging Face module paths. XTransplant (paper Sec. 2) moves the
 output of one module at the last prompt token:
 
+Module paths per family live in :mod:`.layouts`; below, ``self_attn`` / ``mlp`` stand for the
+family's attention and FFN modules.
+
 * ``attn``  -- ``layers[k].self_attn``: first element of its output (after o_proj, before the
   residual add). The paper's equation: a_s^i replaces a_t^j.
 * ``attn_released`` -- the attention transplant as the authors' released code performs it
@@ -39,34 +42,20 @@ from torch import nn
 
 from pipeline.errors import PipelineError
 from pipeline.schema import GRANULARITIES
+from pipeline.transplant.layouts import lens, resolve
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a causal LM (``model.model.layers``), checked for both sites.
+    """The decoder layers of a causal LM, from its family's layout (:mod:`.layouts`).
 
     Raises:
-        PipelineError: naming what is missing, before any work starts.
+        PipelineError: naming the model type and what is missing, before any work starts.
     """
-    name = type(model).__name__
-    base = getattr(model, "model", None)
-    layers = getattr(base, "layers", None)
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise PipelineError(
-            f"model class {name} has no decoder layers at model.model.layers; XTransplant needs a "
-            "decoder-only LM laid out like LLaMA, Mistral or Qwen2"
-        )
-    for k, layer in enumerate(layers):
-        for attr in ("self_attn", "mlp"):
-            if not isinstance(getattr(layer, attr, None), nn.Module):
-                raise PipelineError(
-                    f"model class {name}: decoder layer {k} ({type(layer).__name__}) has no "
-                    f"'{attr}' module; granularities attn/ffn need model.model.layers[k].self_attn and .mlp"
-                )
-    return layers
+    return resolve(model).layers
 
 
 def lens_modules(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """The final norm and the unembedding (``model.model.norm``, ``model.lm_head``) of a causal LM.
+    """The final norm and the unembedding of a causal LM.
 
     Together they turn a hidden state into next-token logits: the "logit lens" of the case study
     (paper Fig. 8) applies them to every layer's output.
@@ -74,32 +63,22 @@ def lens_modules(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     Raises:
         PipelineError: naming the module that is missing.
     """
-    name = type(model).__name__
-    norm = getattr(getattr(model, "model", None), "norm", None)
-    head = getattr(model, "lm_head", None)
-    for path, module in (("model.model.norm", norm), ("model.lm_head", head)):
-        if not isinstance(module, nn.Module):
-            raise PipelineError(
-                f"model class {name} has no final norm/unembedding at {path}; the logit lens needs "
-                "model.model.norm and model.lm_head, laid out like LLaMA, Mistral or Qwen2"
-            )
-    return norm, head
+    return lens(model, resolve(model))
 
 
-def site_module(layers: nn.ModuleList, granularity: str, layer: int) -> nn.Module:
-    """The module whose output a granularity names, in decoder layer ``layer``."""
-    if granularity in ("attn", "attn_released"):  # attn_released is written where attn is
-        return layers[layer].self_attn
-    if granularity == "ffn":
-        return layers[layer].mlp
-    if granularity == "block":
-        return layers[layer]
-    raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
+def _hidden(output, shape: tuple[int, int]) -> torch.Tensor:
+    """The hidden-state tensor of a module output as [B, T, H] (a view).
+
+    Attention returns (out, weights) and some layers tuples; OPT's ``fc2`` sees its layer's tokens
+    flattened to [B * T, H], so a 2-D output is viewed as the layer input's (B, T).
+    """
+    hidden = output[0] if isinstance(output, tuple) else output
+    return hidden.view(*shape, hidden.shape[-1]) if hidden.dim() == 2 else hidden
 
 
-def _hidden(output):
-    """The hidden-state tensor of a module output (attention returns (out, weights); some layers tuples)."""
-    return output[0] if isinstance(output, tuple) else output
+def _layer_input(args, kwargs) -> torch.Tensor:
+    """[B, T, H] a decoder layer's input hidden state (passed positionally or as a keyword)."""
+    return args[0] if args else kwargs["hidden_states"]
 
 
 def _with_hidden(output, hidden: torch.Tensor):
@@ -128,24 +107,28 @@ def capture_last(
         bank: [R, G, N, H] tensor (G = len(GRANULARITIES)), filled once the forward inside the block
         has run; index 1 follows :data:`pipeline.schema.GRANULARITIES`.
     """
-    layers = decoder_layers(model)
+    sites = resolve(model)
+    layers = sites.layers
     hidden = model.config.hidden_size
     param = next(model.parameters())
     bank = torch.zeros(len(rows), len(GRANULARITIES), len(layers), hidden, dtype=param.dtype, device=param.device)
     released = GRANULARITIES.index("attn_released")
 
+    shapes: dict[int, tuple[int, int]] = {}  # layer -> (B, T) of the forward running through it
+
     def make_hook(g: int, k: int):
         def hook(_module, _args, output):
             if g == released:  # layer input (stored by the pre-hook) + attention output
-                bank[:, g, k] += _hidden(output)[rows, positions]
+                bank[:, g, k] += _hidden(output, shapes[k])[rows, positions]
             else:
-                bank[:, g, k] = _hidden(output)[rows, positions]
+                bank[:, g, k] = _hidden(output, shapes[k])[rows, positions]
 
         return hook
 
     def make_input_hook(k: int):
         def pre_hook(_module, args, kwargs):
-            inputs = args[0] if args else kwargs["hidden_states"]  # [B, T, H] decoder layer input
+            inputs = _layer_input(args, kwargs)  # [B, T, H]
+            shapes[k] = tuple(inputs.shape[:2])
             bank[:, released, k] = inputs[rows, positions]
 
         return pre_hook
@@ -156,7 +139,9 @@ def capture_last(
             stack.callback(handle.remove)
         for g, granularity in enumerate(GRANULARITIES):
             for k in range(len(layers)):
-                handle = site_module(layers, granularity, k).register_forward_hook(make_hook(g, k))
+                if k in sites.missing(granularity):  # a hybrid layer without that module: its slot stays 0
+                    continue
+                handle = sites.module(granularity, k).register_forward_hook(make_hook(g, k))
                 stack.callback(handle.remove)
         yield bank
 
@@ -184,20 +169,32 @@ def transplant(model: nn.Module, plan: Mapping[tuple[str, int], Replacement]) ->
     continues from the replaced value, so later layers and the KV cache of the replaced position
     see the transplant.
     """
-    layers = decoder_layers(model)
+    sites = resolve(model)
+    layers = sites.layers
+    shapes: dict[int, tuple[int, int]] = {}  # layer -> (B, T) of the forward running through it
 
-    def make_hook(rep: Replacement):
+    def make_hook(rep: Replacement, k: int):
         def hook(_module, _args, output):
-            hidden = _hidden(output).clone()
-            hidden[rep.rows, rep.positions] = rep.vectors.to(hidden.dtype)
-            return _with_hidden(output, hidden)
+            replaced = (output[0] if isinstance(output, tuple) else output).clone()
+            _hidden(replaced, shapes[k])[rep.rows, rep.positions] = rep.vectors.to(replaced.dtype)  # through a view
+            return _with_hidden(output, replaced)
 
         return hook
+
+    def make_shape_hook(k: int):
+        def pre_hook(_module, args, kwargs):
+            shapes[k] = tuple(_layer_input(args, kwargs).shape[:2])
+
+        return pre_hook
 
     with ExitStack() as stack:
         for (granularity, layer), rep in plan.items():
             if not 0 <= layer < len(layers):
                 raise PipelineError(f"target layer {layer} out of range: the model has layers 0..{len(layers) - 1}")
-            handle = site_module(layers, granularity, layer).register_forward_hook(make_hook(rep))
+            if granularity not in GRANULARITIES:
+                raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
+            handle = layers[layer].register_forward_pre_hook(make_shape_hook(layer), with_kwargs=True)
+            stack.callback(handle.remove)
+            handle = sites.module(granularity, layer).register_forward_hook(make_hook(rep, layer))
             stack.callback(handle.remove)
         yield

@@ -1,0 +1,146 @@
+"""Every model family of the layout table against the naive per-config reference (tests/reference.py).
+
+One tiny random checkpoint per family (tests/families.py), 2 instances x vanilla + attn, ffn,
+block and attn_released at all 3x3 (source, target) pairs, float32: generated ids identical
+except right after a reference near-tie, log-probabilities and entropies within float tolerance,
+EOS exercised, and a floor on how many configs differ from vanilla (a family where transplants
+change nothing would prove nothing). The reference finds its sites with its own name lookup,
+not the engine's table. Hybrid families (LFM2, Qwen3-Next) run block and ffn; attn is refused
+there in one line, since their convolution / linear-attention layers have no attention module.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from families import FAMILIES, HYBRID, tiny_family
+from reference import reference_generate
+from test_engine_equivalence import assert_same_or_near_tie
+from transformers import AutoConfig, AutoModelForCausalLM, MambaConfig, MambaForCausalLM
+
+from pipeline.errors import PipelineError
+from pipeline.instances import Instance
+from pipeline.sweep import main as sweep_main
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.layouts import LAYOUTS
+
+MAX_NEW = 8
+INSTANCES = [
+    Instance("de-1", "de", "Frage: Ist der Himmel blau? Antwort:", "Question: Is the sky blue? Answer:", "ja"),
+    Instance("zh-1", "zh", "问题：天空是蓝色的吗？", "Question: is the sky blue?", "是"),
+]
+
+
+def test_every_family_of_the_table_is_in_the_matrix():
+    assert set(LAYOUTS) <= set(FAMILIES)
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_family_matches_per_config_generate(model_type):
+    model, ref_model, tok = tiny_family(model_type)
+    vanilla_ref = reference_generate(ref_model, tok, INSTANCES[0].prompt, None, None, None, None, MAX_NEW, [])
+    eos = [tok.eos_token_id, vanilla_ref.token_ids[2]]  # a token vanilla generates: some rows stop early
+    engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=MAX_NEW, chunk_size=11, instance_batch=2), eos)
+    n = engine.n_layers
+    pairs = [(i, j) for i in range(n) for j in range(n)]
+    grans = ["block", "ffn"] if model_type in HYBRID else ["attn", "ffn", "block", "attn_released"]
+    gens = list(engine.run(INSTANCES, grans, pairs))
+    assert len(gens) == len(INSTANCES) * (1 + len(grans) * n * n)
+    exact = stopped_early = 0
+    for gen in gens:
+        c = gen.config
+        x = INSTANCES[c.instance]
+        ref = reference_generate(ref_model, tok, x.prompt, x.source_prompt, c.granularity, c.source_layer,
+                                 c.target_layer, MAX_NEW, eos)  # fmt: skip
+        if assert_same_or_near_tie(gen.token_ids, ref, f"{model_type} {c}"):
+            exact += 1
+            assert gen.logprob_sum == pytest.approx(ref.logprob_sum, abs=1e-3)
+            assert gen.entropy_first == pytest.approx(ref.entropy_first, abs=1e-4)
+            assert gen.entropy_mean == pytest.approx(ref.entropy_mean, abs=1e-4)
+        stopped_early += len(gen.token_ids) < MAX_NEW
+    assert exact >= 0.95 * len(gens)
+    assert stopped_early > 0
+    vanilla = {g.config.instance: g.token_ids for g in gens if g.config.granularity is None}
+    changed = sum(g.token_ids != vanilla[g.config.instance] for g in gens)
+    assert changed >= len(gens) // 3, f"{model_type}: only {changed} of {len(gens)} configs differ from vanilla"
+
+
+@pytest.mark.parametrize("model_type", sorted(HYBRID))
+def test_hybrid_attn_is_refused_naming_the_layers(model_type):
+    model, _, tok = tiny_family(model_type)
+    engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=2))
+    with pytest.raises(PipelineError, match=rf"model type {model_type}: granularity attn is not available: "
+                                            r"decoder layers 0, 2 of 3 have no module for it"):  # fmt: skip
+        list(engine.run(INSTANCES, ["attn"], [(0, 1)]))
+
+
+def test_unlisted_family_runs_on_the_cache_route_exactly():
+    """A family missing from the table (GPT-Neo) is found by the common names and runs exactly."""
+    config = AutoConfig.for_model("gpt_neo", vocab_size=320, hidden_size=64, num_layers=3, num_heads=4,
+                                  attention_types=[[["global", "local"], 1], [["global"], 1]], window_size=4,
+                                  intermediate_size=128, initializer_range=0.3, bos_token_id=1, eos_token_id=2)  # fmt: skip
+    from copy import deepcopy
+
+    from pipeline.tiny import build_tokenizer
+
+    model = AutoModelForCausalLM.from_config(config).eval()
+    ref_model, tok = deepcopy(model), build_tokenizer(320)
+    engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=6), [tok.eos_token_id])
+    assert engine.sites.route == "cache" and not engine.sites.listed
+    gens = list(engine.run(INSTANCES[:1], ["attn", "ffn", "block"], [(0, 2), (2, 1)]))
+    for gen in gens:
+        c = gen.config
+        x = INSTANCES[c.instance]
+        ref = reference_generate(ref_model, tok, x.prompt, x.source_prompt, c.granularity, c.source_layer,
+                                 c.target_layer, 6, [tok.eos_token_id])  # fmt: skip
+        assert assert_same_or_near_tie(gen.token_ids, ref, f"gpt_neo {c}")
+
+
+def _save(model, tok, path):
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_model_without_decoder_layers_is_refused_before_run_json(tmp_path, monkeypatch, capsys):
+    from pipeline.tiny import build_tokenizer
+
+    config = MambaConfig(vocab_size=320, hidden_size=32, num_hidden_layers=2, state_size=4)
+    ckpt = _save(MambaForCausalLM(config), build_tokenizer(320), tmp_path / "mamba")
+    capsys.readouterr()
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["pipeline.sweep", "model=hf", f"model.path={ckpt}", f"out_dir={out}"])
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: model type mamba (MambaForCausalLM): no decoder layers at any of model.layers, transformer.h, "
+        "gpt_neox.layers, model.decoder.layers, transformer.blocks; add its layout to pipeline/transplant/layouts.py"
+    ]
+    assert not out.exists()
+
+
+def test_hybrid_attn_sweep_is_refused_before_run_json_and_block_runs(tmp_path, monkeypatch, capsys):
+    from sweeps import rows, write_task
+
+    model, _, tok = tiny_family("lfm2")
+    ckpt = _save(model, tok, tmp_path / "lfm2")
+    task = write_task(tmp_path / "task.jsonl", n=2)
+    common = ["pipeline.sweep", "cluster=inprocess", "model=hf", f"model.path={ckpt}", "task=jsonl",
+              f"task.path={task}", "max_new_tokens=3"]  # fmt: skip
+    capsys.readouterr()
+    refused = tmp_path / "attn"
+    monkeypatch.setattr(sys, "argv", [*common, "granularity=[attn,block]", f"out_dir={refused}"])
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: model type lfm2: granularity attn is not available: decoder layers 0, 2 of 3 have no "
+                   "module for it; granularity block works on every layer"]  # fmt: skip
+    assert not refused.exists()
+    ran = tmp_path / "block"
+    monkeypatch.setattr(sys, "argv", [*common, "granularity=block", f"out_dir={ran}"])
+    sweep_main()
+    assert rows(ran).num_rows == 2 * (1 + 3 * 3)
