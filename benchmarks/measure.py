@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.tiny import TinySpec
+from pipeline.models.tiny import TinySpec
 
 
 def _linear_macs(spec: TinySpec) -> int:

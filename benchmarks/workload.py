@@ -2,7 +2,7 @@
 
 The model is random (seeded) but has the shape class of the issue's benchmark: hidden 256,
 LLaMA-2's MLP ratio (intermediate 688 = 2.6875 x 256), multi-head attention with head dim 64, an
-8k vocabulary, float32 on CPU. Its tokenizer is :func:`pipeline.tiny.build_tokenizer`'s byte
+8k vocabulary, float32 on CPU. Its tokenizer is :func:`pipeline.models.tiny.build_tokenizer`'s byte
 tokenizer (BOS + one token per UTF-8 byte), so a prompt of L tokens is L - 1 bytes of text.
 
 Prompts come from the bundled demo sample (``pipeline/data/sample/*.jsonl``): target = the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.instances import Instance
-from pipeline.tiny import TinySpec
+from pipeline.models.tiny import TinySpec
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample"
 

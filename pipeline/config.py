@@ -28,11 +28,11 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from pipeline.transplant.engine import EngineOptions
 from pipeline.errors import PipelineError
-from pipeline.grid import GridSpec
+from pipeline.sweep.plan import GridSpec
 from pipeline.instances import Instance
 from pipeline.models import ModelSpec
 from pipeline.schema import GRANULARITIES
-from pipeline.tiny import TinySpec
+from pipeline.models.tiny import TinySpec
 
 CLUSTER_KINDS = ("local", "inprocess")
 
@@ -99,7 +99,7 @@ class SweepConfig:
     grid: GridSpec
     engine: EngineOptions
     shard_size: int
-    out_dir: str  # a local path (absolute) or a store URI (pipeline.store)
+    out_dir: str  # a local path (absolute) or a store URI (pipeline.sweep.store)
     overwrite: bool = False
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     debug: DebugSpec = field(default_factory=DebugSpec)
@@ -168,7 +168,7 @@ class ModelSchema:
 
 @dataclass
 class GridSchema:
-    """``conf/grid/*.yaml`` (see :class:`~pipeline.grid.GridSpec`)."""
+    """``conf/grid/*.yaml`` (see :class:`~pipeline.sweep.plan.GridSpec`)."""
 
     kind: str = MISSING
     pairs: Optional[List[List[int]]] = None  # noqa: UP006, UP045
@@ -192,6 +192,7 @@ class SweepSchema:
     max_new_tokens: int = 20
     decoding: str = "checkpoint"
     chunk_size: int = 256
+    share_layers: bool = True
     instance_batch: int = 8
     shard_size: int = 16
     out_dir: str = MISSING
@@ -237,7 +238,7 @@ def resolve_out_dir(value: str) -> str:
     out_dir there would put the results where nobody finds them. It resolves against
     ``$XT_RESULTS`` when that is set, and is refused otherwise.
     """
-    from pipeline.store import is_uri
+    from pipeline.sweep.store import is_uri
 
     if is_uri(value):
         return value
@@ -286,6 +287,7 @@ def _sweep_config(cfg: DictConfig) -> SweepConfig:
     engine = EngineOptions(
         max_new_tokens=_positive("max_new_tokens", cfg.max_new_tokens),
         chunk_size=_positive("chunk_size", cfg.chunk_size),
+        share_layers=bool(cfg.get("share_layers", True)),
         instance_batch=_positive("instance_batch", cfg.instance_batch),
         simulate_oom_above=d.get("simulate_oom_above"),
         decoding=str(cfg.get("decoding", "checkpoint")),

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
-from pipeline.scoring import default_rule
+from pipeline.tasks.scoring import default_rule
 from pipeline.tasks import Task, load_task
 from pipeline.tasks.jsonl import write_jsonl
 

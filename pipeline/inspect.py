@@ -36,7 +36,7 @@ from pipeline.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
 from pipeline.schema import GRANULARITIES
-from pipeline.shards import write_json_atomic
+from pipeline.sweep.shards import write_json_atomic
 from pipeline.transplant.sites import Replacement, capture_last, decoder_layers, lens_modules, transplant
 from pipeline.tasks import load_task
 

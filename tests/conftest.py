@@ -14,8 +14,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# The private local Ray that pipeline.workers sets up (loopback only, token auth): Ray reads these
-# once at import, and a test module may import ray before pipeline.workers.
+# The private local Ray that pipeline.sweep.workers sets up (loopback only, token auth): Ray reads these
+# once at import, and a test module may import ray before pipeline.sweep.workers.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
@@ -34,7 +34,7 @@ def shared_dir() -> Path:
 
 def tiny_pair(arch: str, **kw):
     """(engine model, independent reference copy, tokenizer) of a seeded tiny model."""
-    from pipeline.tiny import TinySpec, build_tiny
+    from pipeline.models.tiny import TinySpec, build_tiny
 
     model, tok = build_tiny(TinySpec(arch=arch, **kw))
     return model, copy.deepcopy(model), tok

@@ -1,7 +1,7 @@
 """Tiny random checkpoints of every model family in pipeline/transplant/layouts.py (tests only).
 
 Each is built from ``AutoConfig.for_model(model_type, ...)`` with 3 layers, hidden size 64 and the
-byte tokenizer of ``pipeline.tiny``; ``OVERRIDES`` shrinks what a family's defaults make large
+byte tokenizer of ``pipeline.models.tiny``; ``OVERRIDES`` shrinks what a family's defaults make large
 (expert counts, LoRA ranks of MLA) and sets what its layout needs to be exercised: MLA's value
 head narrower than its key head, hybrid layer types, sliding windows shorter than the prompts.
 A large ``initializer_range`` makes transplants change outputs often (the tests assert a floor).
@@ -14,7 +14,7 @@ import copy
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from pipeline.tiny import BOS_ID, EOS_ID, PAD_ID, build_tokenizer
+from pipeline.models.tiny import BOS_ID, EOS_ID, PAD_ID, build_tokenizer
 from pipeline.transplant.attention import loadable_implementation
 
 VOCAB = 320

@@ -103,7 +103,7 @@ def example_outcomes():
     """EXAMPLE as dense (vanilla, grid) Outcomes and the [n] language array (0 = "a", 1 = "b")."""
     import numpy as np
 
-    from pipeline.results import Outcomes
+    from pipeline.reduce.results import Outcomes
 
     ids = list(EXAMPLE)
     vanilla = Outcomes.allocate((4,), with_consistency=True)

@@ -25,7 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.models import ModelSpec, load_model
 from pipeline.schema import GRANULARITIES
-from pipeline.tiny import EOS_ID, TinySpec, build_tiny
+from pipeline.models.tiny import EOS_ID, TinySpec, build_tiny
 
 MAX_NEW = 8
 
@@ -83,9 +83,9 @@ def load(path: str):
     return loaded.model, copy.deepcopy(loaded.model), loaded.tokenizer
 
 
-def run_engine(model, tok, decoding: str) -> dict:
+def run_engine(model, tok, decoding: str, share_layers: bool = True) -> dict:
     engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=MAX_NEW, chunk_size=40, instance_batch=3,
-                                                        decoding=decoding))
+                                                        decoding=decoding, share_layers=share_layers))
     pairs = [(i, j) for i in range(engine.n_layers) for j in range(engine.n_layers)]
     return {(c.instance, c.granularity, c.source_layer, c.target_layer): g
             for g in engine.run(INSTANCES, GRANULARITIES, pairs) for c in [g.config]}
@@ -99,6 +99,8 @@ def test_engine_matches_generate_with_the_checkpoints_processors(tmp_path, arch,
     model, ref_model, tok = load(path)
     assert check_checkpoint(path, None, "checkpoint").keys() == settings_of([[0] * MAX_NEW] * 3, tok).keys()
     gens = run_engine(model, tok, "checkpoint")
+    unshared = run_engine(model, tok, "checkpoint", share_layers=False)  # every row through every layer
+    assert {k: g.token_ids for k, g in gens.items()} == {k: g.token_ids for k, g in unshared.items()}
     exact = 0
     for (n, g, i, j), gen in gens.items():
         x = INSTANCES[n]

@@ -6,7 +6,8 @@ import pytest
 from conftest import tiny_pair
 from reference import reference_generate
 
-from pipeline.transplant.engine import EngineOptions, TransplantEngine, prefill_pieces
+from pipeline.transplant.engine import EngineOptions, TransplantEngine
+from pipeline.transplant.padding import prefill_pieces
 from pipeline.instances import Instance
 
 MAX_NEW = 8

@@ -1,7 +1,8 @@
 """Every model family of the layout table against the naive per-config reference (tests/reference.py).
 
 One tiny random checkpoint per family (tests/families.py), 2 instances x vanilla + attn, ffn,
-block and attn_released at all 3x3 (source, target) pairs, float32: generated ids identical
+block and attn_released at all 3x3 (source, target) pairs, float32, with shared lower layers on
+and off (``pipeline.transplant.sharing``; identical ids either way): generated ids identical
 except right after a reference near-tie, log-probabilities and entropies within float tolerance,
 EOS exercised, and a floor on how many configs differ from vanilla (a family where transplants
 change nothing would prove nothing). The reference finds its sites with its own name lookup,
@@ -38,15 +39,24 @@ def test_every_family_of_the_table_is_in_the_matrix():
 
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_family_matches_per_config_generate(model_type):
+    """Both decode paths (shared lower layers on and off) against the reference, and against each other."""
     model, ref_model, tok = tiny_family(model_type)
     vanilla_ref = reference_generate(ref_model, tok, INSTANCES[0].prompt, None, None, None, None, MAX_NEW, [])
     eos = [tok.eos_token_id, vanilla_ref.token_ids[2]]  # a token vanilla generates: some rows stop early
-    engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=MAX_NEW, chunk_size=11, instance_batch=2), eos)
-    n = engine.n_layers
-    pairs = [(i, j) for i in range(n) for j in range(n)]
-    grans = ["block", "ffn"] if model_type in HYBRID else ["attn", "ffn", "block", "attn_released"]
-    gens = list(engine.run(INSTANCES, grans, pairs))
+    runs = {}
+    for share in (True, False):
+        options = EngineOptions(max_new_tokens=MAX_NEW, chunk_size=11, instance_batch=2, share_layers=share)
+        engine = TransplantEngine(model, tok, options, eos)
+        n = engine.n_layers
+        pairs = [(i, j) for i in range(n) for j in range(n)]
+        grans = ["block", "ffn"] if model_type in HYBRID else ["attn", "ffn", "block", "attn_released"]
+        runs[share] = (list(engine.run(INSTANCES, grans, pairs)), engine.decode_layer_steps)
+    gens, shared_steps = runs[True]
+    unshared, all_steps = runs[False]
     assert len(gens) == len(INSTANCES) * (1 + len(grans) * n * n)
+    assert {g.config: g.token_ids for g in gens} == {g.config: g.token_ids for g in unshared}
+    if engine.sites.route == "kernel":  # the cache route decodes every row through every layer
+        assert shared_steps < all_steps
     exact = stopped_early = 0
     for gen in gens:
         c = gen.config
@@ -82,7 +92,7 @@ def test_unlisted_family_runs_on_the_cache_route_exactly():
                                   intermediate_size=128, initializer_range=0.3, bos_token_id=1, eos_token_id=2)  # fmt: skip
     from copy import deepcopy
 
-    from pipeline.tiny import build_tokenizer
+    from pipeline.models.tiny import build_tokenizer
 
     model = AutoModelForCausalLM.from_config(config).eval()
     ref_model, tok = deepcopy(model), build_tokenizer(320)
@@ -104,7 +114,7 @@ def _save(model, tok, path):
 
 
 def test_model_without_decoder_layers_is_refused_before_run_json(tmp_path, monkeypatch, capsys):
-    from pipeline.tiny import build_tokenizer
+    from pipeline.models.tiny import build_tokenizer
 
     config = MambaConfig(vocab_size=320, hidden_size=32, num_hidden_layers=2, state_size=4)
     ckpt = _save(MambaForCausalLM(config), build_tokenizer(320), tmp_path / "mamba")

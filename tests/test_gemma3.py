@@ -22,7 +22,7 @@ from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.inspect import lens_probs
 from pipeline.instances import Instance
 from pipeline.schema import GRANULARITIES
-from pipeline.tiny import TinySpec, build_tiny
+from pipeline.models.tiny import TinySpec, build_tiny
 
 WINDOW = 8
 SHAPE = dict(n_layers=3, init_range=0.3, seed=4, sliding_window=WINDOW)

@@ -20,10 +20,10 @@ from sweeps import REPO, write_task
 from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipeline import gguf
+from pipeline.models import gguf
 from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec, describe_model, load_model
-from pipeline.store import umask
+from pipeline.sweep.store import umask
 from pipeline.sweep import main as sweep_main
 
 TEXTS = ["the cat is on the table", "Der Hund schläft.", "天空是蓝色的"]
@@ -123,7 +123,7 @@ def test_converted_checkpoint_loads_like_the_gguf_and_is_converted_once(tiny_ggu
 KILL_DURING_CONVERSION = """
 import os, signal, sys
 from pathlib import Path
-from pipeline import gguf
+from pipeline.models import gguf
 gguf._fsync = lambda path: os.kill(os.getpid(), signal.SIGKILL)  # all files written, not yet renamed
 gguf.cached_checkpoint(gguf.user_gguf(None, sys.argv[1]), Path(sys.argv[2]))
 """
@@ -237,7 +237,7 @@ def run_cli(monkeypatch, capsys, tmp_path: Path, overrides: list[str]) -> str:
 
 
 def test_prepare_cli_names_the_package_problem(capsys):
-    """``python -m pipeline.gguf PACKAGE`` (make demo's conversion step): one line, exit 2."""
+    """``python -m pipeline.models.gguf PACKAGE`` (make demo's conversion step): one line, exit 2."""
     with pytest.raises(SystemExit) as exit_info:
         gguf.main(["no-such-model-package"])
     assert exit_info.value.code == 2

@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.inspect import lens_probs
 from pipeline.inspect import main as inspect_main
 from pipeline.schema import GRANULARITIES
-from pipeline.tiny import TinySpec, build_tiny
+from pipeline.models.tiny import TinySpec, build_tiny
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "xtransplant-data"
 PROMPT, SOURCE = "Wie heisst die Hauptstadt von Frankreich", "What is the capital of France"

@@ -1,4 +1,4 @@
-"""Every metric of pipeline.metrics on the hand-computed EXAMPLE (tests/reduce_rows.py).
+"""Every metric of pipeline.reduce.metrics on the hand-computed EXAMPLE (tests/reduce_rows.py).
 
 EXAMPLE, N = 2, correct[source][target] per instance, vanilla in brackets:
     i0 (a) [1]: [[1, 0], [0, 0]]      i2 (b) [0]: [[0, 0], [0, 0]]
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from reduce_rows import example_outcomes
 
-from pipeline import metrics
+from pipeline.reduce import metrics
 from pipeline.errors import PipelineError
 
 ALL = np.ones(4, bool)
@@ -112,7 +112,7 @@ def test_partial_grid_metrics_use_configs_present(example):
 def test_upper_bounds_grid_defines_eq4_only_on_the_whole_row():
     """grid=upper_bounds (SourceLast row + TargetFirst column) on N = 3: UB(i < N-1) would be over one
     target, so Eq. 4 is left undefined there; the whole row N-1 and column 0 keep their bounds."""
-    from pipeline.results import Outcomes
+    from pipeline.reduce.results import Outcomes
 
     n, instances = 3, 4
     present = np.zeros((instances, n, n), bool)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 
 import pytest
 from sweeps import compose_sweep, rows, write_task
 
-from pipeline.errors import PipelineError
-from pipeline.models import describe_model
-from pipeline.sweep import main as sweep_main
 from pipeline.sweep import run
-from pipeline.tiny import TinySpec, build_tiny
+from pipeline.models.tiny import TinySpec, build_tiny
 
 COLS = ["instance_id", "granularity", "source_layer", "target_layer", "token_ids"]
 

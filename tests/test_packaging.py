@@ -36,6 +36,8 @@ def test_installed_wheel_runs_a_sweep_from_another_directory(tmp_path):
                             (REPO / "pipeline" / "data", site / "pipeline" / "data")):  # fmt: skip
         files = {p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
         assert files and files <= {p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file()}
+    modules = {p.relative_to(REPO) for p in (REPO / "pipeline").rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules <= {p.relative_to(site) for p in (site / "pipeline").rglob("*.py")}  # every package listed
 
     work = tmp_path / "elsewhere"
     work.mkdir()

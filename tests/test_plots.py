@@ -10,7 +10,8 @@ import matplotlib.image
 import pytest
 from reduce_rows import example_rows, row, write_example_run, write_run_json, write_shard
 
-from pipeline import plots, reduce
+from pipeline import reduce
+from pipeline.reduce import plots
 
 
 def three_layer_rows() -> list[dict]:

@@ -27,7 +27,7 @@ from reference import reference_generate
 from sweeps import compose_sweep
 from test_engine_equivalence import assert_same_or_near_tie
 
-from pipeline import gguf
+from pipeline.models import gguf
 from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.models import describe_model, load_model
 from pipeline.schema import GRANULARITIES

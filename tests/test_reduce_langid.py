@@ -12,7 +12,7 @@ from reduce_rows import example_rows, write_shard
 
 from pipeline import reduce
 from pipeline.errors import PipelineError
-from pipeline.langid import LanguageIdentifier, normalize_code, packaged_lid_model
+from pipeline.reduce.langid import LanguageIdentifier, normalize_code, packaged_lid_model
 
 VOCABULARY = {
     "en": "the cat is on the table and the dog sleeps in the house with my friend".split(),

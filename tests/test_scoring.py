@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.instances import Instance
-from pipeline.scoring import (
+from pipeline.tasks.scoring import (
     RULES,
     choice_correct,
     contains_correct,

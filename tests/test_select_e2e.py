@@ -19,13 +19,13 @@ import torch
 from sweeps import compose_sweep
 
 from pipeline import reduce
-from pipeline.results import shard_files
-from pipeline.store import Store
+from pipeline.reduce.results import shard_files
+from pipeline.sweep.store import Store
 from pipeline.select.__main__ import main as select_main
 from pipeline.select.features import read_features
 from pipeline.select.fit import load
 from pipeline.sweep import run as sweep_run
-from pipeline.tiny import TinySpec, build_tiny
+from pipeline.models.tiny import TinySpec, build_tiny
 
 pytestmark = pytest.mark.slow  # tiny-model sweeps end to end (about 20 s on an idle CPU)
 

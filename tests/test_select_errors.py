@@ -9,7 +9,7 @@ from sweeps import compose_sweep, write_task
 
 from pipeline.cli import check_override_keys, config_errors
 from pipeline.errors import PipelineError, one_line
-from pipeline.results import load_run
+from pipeline.reduce.results import load_run
 from pipeline.select.__main__ import main
 from pipeline.select.data import load_table
 from pipeline.sweep import run as sweep_run

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from select_synth import noise_rule, write_synthetic_run
 
-from pipeline import metrics
+from pipeline.reduce import metrics
 from pipeline.select.__main__ import main
 from pipeline.select.fit import ALWAYS, NEVER, decide, pick_margin
 

@@ -25,7 +25,7 @@ import pytest
 import ray
 from sweeps import REPO, cli, compose_sweep, keys, rows, wait_for, write_task
 
-from pipeline.runner import RunPlan
+from pipeline.sweep.runner import RunPlan
 from pipeline.sweep import run
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ TINY = ["model.tiny.n_layers=3", "max_new_tokens=5"]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    # loopback and token auth come from the environment conftest.py sets, as pipeline.workers does
+    # loopback and token auth come from the environment conftest.py sets, as pipeline.sweep.workers does
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False)
     yield
     started = psutil.Process().children(recursive=True)  # GCS, raylet, its agents and workers
@@ -59,10 +59,11 @@ def test_ray_sweep_equals_inprocess_and_pins_gpus(local_ray, tmp_path):
 
 def test_workers_hold_distinct_gpus(local_ray, tmp_path):
     from pipeline.config import ClusterSpec
-    from pipeline.workers import start_workers
+    from pipeline.sweep.plan import GridPlan
+    from pipeline.sweep.workers import start_workers
 
     cfg = compose_sweep([*TINY, "task=jsonl", f"task.path={write_task(tmp_path / 't.jsonl')}", f"out_dir={tmp_path}"])
-    plan = RunPlan(model=cfg.model, task=cfg.task, granularities=("attn",), pairs=((0, 0),), engine=cfg.engine,
+    plan = RunPlan(model=cfg.model, task=cfg.task, grid=GridPlan(("attn",), ((0, 0),)), engine=cfg.engine,
                    tags=None, debug=cfg.debug)
     workers = start_workers(plan, ClusterSpec())
     ids = ray.get([w.gpu_ids.remote() for w in workers])

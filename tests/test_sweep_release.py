@@ -17,7 +17,7 @@ from sweeps import compose_sweep, keys, rows
 
 from pipeline.sweep import run
 from pipeline.tasks import load_task
-from pipeline.tiny import build_tiny
+from pipeline.models.tiny import build_tiny
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "xtransplant-data"
 PAIRS = {(0, 1), (1, 0)}

@@ -152,7 +152,7 @@ def test_templates_render_in_every_language() -> None:
      ("mkqa", "ffn", (0, 0)), ("globalopinionqa", "ffn", (0, 0)), ("culturalbench", "ffn", (0, 0))],
 )
 def test_coarse_grid_is_table_2(task: str, granularity: str, pair: tuple[int, int]) -> None:
-    from pipeline.grid import GridSpec, grid_granularities, grid_pairs
+    from pipeline.sweep.plan import GridSpec, grid_granularities, grid_pairs
 
     coarse = GridSpec("coarse")
     assert grid_granularities(coarse, ["attn", "block"], task) == (granularity,)
@@ -164,7 +164,7 @@ def test_coarse_grid_is_table_2(task: str, granularity: str, pair: tuple[int, in
 def test_coarse_attention_knob_from_the_grid_config(tmp_path: Path) -> None:
     from sweeps import compose_sweep
 
-    from pipeline.grid import grid_granularities
+    from pipeline.sweep.plan import grid_granularities
 
     cfg = compose_sweep(["grid=coarse", f"out_dir={tmp_path}"])
     assert cfg.grid.attention == "attn_released" and grid_granularities(cfg.grid, ["attn"], "xnli") == ("attn_released",)

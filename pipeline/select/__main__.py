@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
-from pipeline.shards import replace_dir
+from pipeline.sweep.shards import replace_dir
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
 COMMANDS = ("fit", "evaluate")

@@ -3,7 +3,7 @@
 A :class:`SelectionTable` joins, per instance (task, instance id), the features of
 ``pipeline.select.features`` with the correctness of vanilla and of every *candidate* config
 (granularity, source layer, target layer) read from the run's ordinary rows
-(``pipeline.results.load_run``). Candidates are the paper's Table 4 rows, SourceLast (i = N-1,
+(``pipeline.reduce.results.load_run``). Candidates are the paper's Table 4 rows, SourceLast (i = N-1,
 every j) and TargetFirst (every i, j = 0): 2N - 1 pairs per granularity present; or the full grid.
 
 Runs may be several (pilot sweeps of several tasks, or one sweep per granularity of the same
@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.errors import PipelineError
-from pipeline.results import UnitResults, load_run
+from pipeline.reduce.results import UnitResults, load_run
 from pipeline.select.features import read_features
 
 CANDIDATE_SETS = ("sl_tf", "full")
@@ -228,7 +228,7 @@ def _merge_units(members: list[UnitResults]) -> UnitResults:
     """
     from dataclasses import replace
 
-    from pipeline.results import Outcomes
+    from pipeline.reduce.results import Outcomes
 
     ids = list(dict.fromkeys(str(i) for u in members for i in u.instance_ids))
     at = {key: k for k, key in enumerate(ids)}

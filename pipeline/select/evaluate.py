@@ -22,47 +22,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import metrics
-from pipeline.grid import COARSE
+from pipeline.reduce import metrics
+from pipeline.sweep.plan import COARSE
 from pipeline.select.data import SelectionTable
-from pipeline.select.fit import Selector, decide, log_loss, selected_correct
+from pipeline.select.fit import Selector, ceiling_of, log_loss, selected_correct
 
 ENTROPY_CANDIDATES = ((0, 0), (-1, 0))  # Appendix F: (first, first) and (last, first)
-
-
-def fold_metrics(table: SelectionTable, p: np.ndarray, margin: float, best_fixed) -> dict:
-    """Flat numbers of one cross-validation fold (held-out instances ``table``, predictions ``p``)."""
-    choice = decide(p, margin)
-    learned = selected_correct(choice, table.correct, table.vanilla)
-    ceiling = _ceiling(table)
-    gap = metrics.gap_closed(learned, table.vanilla, ceiling, n_boot=200)
-    fixed = None
-    if best_fixed in table.candidates:
-        column = table.correct[:, table.candidates.index(best_fixed)]
-        fixed = float(np.nanmean(column)) if (~np.isnan(column)).any() else None
-    labels = np.column_stack([table.vanilla.astype(float), table.correct])
-    return {
-        "n_instances": table.n_instances,
-        "vanilla": float(table.vanilla.mean()),
-        "learned": float(learned.mean()),
-        "best_fixed": fixed,
-        "ceiling": float(ceiling.mean()),
-        "transplanted": float((choice >= 0).mean()),
-        "gap_closed": gap.value,
-        "log_loss": log_loss(p, labels),
-    }
-
-
-def _ceiling(table: SelectionTable) -> np.ndarray:
-    """[n] vanilla or some candidate is correct (a missing row is not correct)."""
-    return table.vanilla | (np.nan_to_num(table.correct, nan=0.0) > 0).any(axis=1)
 
 
 def evaluate(selector: Selector, table: SelectionTable, n_boot: int = 1000, seed: int = 0) -> dict:
     """The selection report of ``table`` (one entry per task), as plain JSON-ready data."""
     choice, p = selector.choose(table.features)
     learned = selected_correct(choice, table.correct, table.vanilla)
-    ceiling = _ceiling(table)
+    ceiling = ceiling_of(table)
     per_task = {}
     for task in sorted(set(table.task)):
         rows = np.flatnonzero(table.task == task)

@@ -15,7 +15,7 @@ batched together). Per instance they are summarised as
 * ``source_tokens`` / ``target_tokens``: prompt lengths in tokens; plus ``lang`` and ``task``.
 
 A sweep with ``features=true`` writes them per shard to ``out_dir/features/<shard name>``: not a
-row file (``pipeline.results`` skips ``features/``), so the reduce never mistakes them for rows.
+row file (``pipeline.reduce.results`` skips ``features/``), so the reduce never mistakes them for rows.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.transplant.engine import right_pad
+from pipeline.transplant.padding import right_pad
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.results import FEATURES_DIR
+from pipeline.sweep.shards import FEATURES_DIR
 from pipeline.schema import GRANULARITIES
-from pipeline.store import Store
+from pipeline.sweep.store import Store
 from pipeline.transplant.sites import capture_last, decoder_layers
 
 FEATURE_SITES = ("attn", "ffn", "block")
@@ -60,11 +60,6 @@ FEATURE_SCHEMA = pa.schema(
         *(pa.field(name, pa.list_(pa.float32()), nullable=False) for name in LAYER_FEATURES),
     ]
 )
-
-
-def features_rel(shard_name: str) -> str:
-    """Where a shard's feature file goes inside its run's store: ``features/<shard name>``."""
-    return f"{FEATURES_DIR}/{shard_name}"
 
 
 class FeatureExtractor:

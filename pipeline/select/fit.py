@@ -24,9 +24,10 @@ import pyarrow as pa
 from sklearn.model_selection import GroupKFold
 
 from pipeline.errors import PipelineError
+from pipeline.reduce import metrics
 from pipeline.select.data import Candidate, SelectionTable
 from pipeline.select.learners import LEARNERS, FeatureSpec, make_scorer
-from pipeline.shards import replace_dir
+from pipeline.sweep.shards import replace_dir
 
 MARKER = "selector.json"
 ARTEFACT = "selector.joblib"
@@ -173,8 +174,6 @@ def fit(table: SelectionTable, options: FitOptions) -> tuple[Selector, dict]:
 
 
 def _fit(table: SelectionTable, options: FitOptions) -> tuple[Selector, dict]:
-    from pipeline.select.evaluate import fold_metrics
-
     spec = FeatureSpec.learn(table.features, table.n_layers)
     x = spec.encode(table.features)
     labels = labels_of(table)
@@ -312,3 +311,31 @@ def _plain(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def fold_metrics(table: SelectionTable, p: np.ndarray, margin: float, best_fixed) -> dict:
+    """Flat numbers of one cross-validation fold (held-out instances ``table``, predictions ``p``)."""
+    choice = decide(p, margin)
+    learned = selected_correct(choice, table.correct, table.vanilla)
+    ceiling = ceiling_of(table)
+    gap = metrics.gap_closed(learned, table.vanilla, ceiling, n_boot=200)
+    fixed = None
+    if best_fixed in table.candidates:
+        column = table.correct[:, table.candidates.index(best_fixed)]
+        fixed = float(np.nanmean(column)) if (~np.isnan(column)).any() else None
+    labels = np.column_stack([table.vanilla.astype(float), table.correct])
+    return {
+        "n_instances": table.n_instances,
+        "vanilla": float(table.vanilla.mean()),
+        "learned": float(learned.mean()),
+        "best_fixed": fixed,
+        "ceiling": float(ceiling.mean()),
+        "transplanted": float((choice >= 0).mean()),
+        "gap_closed": gap.value,
+        "log_loss": log_loss(p, labels),
+    }
+
+
+def ceiling_of(table: SelectionTable) -> np.ndarray:
+    """[n] vanilla or some candidate is correct (a missing row is not correct)."""
+    return table.vanilla | (np.nan_to_num(table.correct, nan=0.0) > 0).any(axis=1)

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from pipeline.cli import CONF_DIR
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.scoring import score
+from pipeline.tasks.scoring import score
 from pipeline.tasks.languages import default_groups, with_cot
 from pipeline.tasks.pilotset import PILOT_SEED, PILOT_SIZE, Record, select_pilot, split_pool
 
@@ -73,7 +73,7 @@ class BuiltinTask:
 
     NAME: ClassVar[str]
     KIND: ClassVar[str]  # "multilingual" (non-En <- pivot) or "cultural" (En <- culture language)
-    RULE: ClassVar[str]  # scoring rule, see pipeline.scoring
+    RULE: ClassVar[str]  # scoring rule, see pipeline.tasks.scoring
     LANGS: ClassVar[tuple[str, ...]]  # the paper's languages (valid choices of task.langs)
     SOURCES: ClassVar[tuple[str, ...]] = ("hub",)
     RELEASE_DIR: ClassVar[str] = ""  # e.g. "XNLI" for <root>/XNLI/XNLI_{sample,unseen}

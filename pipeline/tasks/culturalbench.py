@@ -8,7 +8,7 @@ chosen with ``task.variant``:
   ``question_idx`` (int), ``prompt_question``, ``prompt_option_a`` .. ``prompt_option_d``,
   ``answer`` (a letter "A".."D") and ``country``. Rendered with the paper's lettered template
   (:func:`~pipeline.tasks.cultural.render_options`) and scored by the GlobalOpinionQA letter rule
-  (:func:`pipeline.scoring.letter_correct`). Instance id ``culturalbench-<question_idx>``.
+  (:func:`pipeline.tasks.scoring.letter_correct`). Instance id ``culturalbench-<question_idx>``.
 * ``hard`` (config ``CulturalBench-Hard``, the card's default; the one the authors' ``transplant_ffn``
   script names): the same 1,227 questions as four binary rows each (card: 1,227 x 4 = 4,908),
   columns ``data_idx``, ``question_idx``, ``prompt_question``, ``prompt_option`` (one candidate
@@ -18,7 +18,7 @@ chosen with ``task.variant``:
   answers the question, in the CulturalBench paper's wording ("Question: ...\\nAnswer: ...\\nIs
   this answer true or false for this question? You must choose either True or False.") inside
   the paper's Human/Assistant dialogue; gold "True"/"False", scored by
-  :func:`pipeline.scoring.truefalse_correct`. The card scores at question level: a question is
+  :func:`pipeline.tasks.scoring.truefalse_correct`. The card scores at question level: a question is
   right iff all its judgements are (:func:`question_correct`, over the rows' ``correct``). A
   PilotSet draws whole questions (``pilot_size`` questions per language).
 

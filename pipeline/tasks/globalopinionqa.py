@@ -4,7 +4,7 @@
 option is the one most of that country's respondents chose (the largest probability of the
 survey's answer distribution); only confident items are kept (largest probability >= 0.8: the
 released PilotSet holds 29 items at exactly 0.8, so the bound is inclusive). Scored by the
-authors' letter rule (:func:`pipeline.scoring.letter_correct`).
+authors' letter rule (:func:`pipeline.tasks.scoring.letter_correct`).
 
 Sources: the authors' release (``GlobalOpinionQA/GlobalOpinionQA_{sample,unseen}/split/<lang>.json``
 objects ``{input_text, label, country}`` and ``translated/<lang>.json`` strings, paired by line)

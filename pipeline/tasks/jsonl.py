@@ -4,7 +4,7 @@ One JSON object per line with ``id`` (str, unique), ``lang``, ``prompt`` (target
 ``source_prompt`` (the parallel prompt whose activations are transplanted), ``answer`` and the
 optional ``choices`` (option labels), ``choice_aliases`` (label -> answer word), ``aliases``
 (further accepted free-text answers), ``response_lang`` and ``scoring`` (one of
-:data:`pipeline.scoring.RULES`; by default ``choice`` when ``choices`` is present, else
+:data:`pipeline.tasks.scoring.RULES`; by default ``choice`` when ``choices`` is present, else
 ``contains``). ``pipeline.export`` and ``pipeline.pilot`` write this format, with ``scoring`` only
 where a built-in task's rule differs from the default (GlobalOpinionQA's letter rule), so a
 frozen file re-scores exactly like the task it came from.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.scoring import RULES, TRUE_FALSE, default_rule, score
+from pipeline.tasks.scoring import RULES, TRUE_FALSE, default_rule, score
 from pipeline.tasks.languages import default_groups
 
 REQUIRED = ("id", "lang", "prompt", "source_prompt", "answer")
@@ -240,7 +240,7 @@ class JsonlTask:
         return self._rules.get(instance.id) or default_rule(instance)
 
     def score(self, instance: Instance, response: str) -> bool:
-        """Scores ``response`` by the instance's rule (:mod:`pipeline.scoring`)."""
+        """Scores ``response`` by the instance's rule (:mod:`pipeline.tasks.scoring`)."""
         return score(self.rule(instance), instance, response)
 
     @property

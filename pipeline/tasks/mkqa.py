@@ -2,7 +2,7 @@
 
 Open-domain questions with answers in 26 locales; correct iff the gold answer or one of its
 aliases, lower-cased, is contained in the lower-cased response (the XQuAD rule extended to
-aliases, :func:`pipeline.scoring.contains_correct`). Records whose answer in the target locale has
+aliases, :func:`pipeline.tasks.scoring.contains_correct`). Records whose answer in the target locale has
 no text (``unanswerable``, ``long_answer``) cannot be scored this way and are left out.
 
 Only a hub source exists, and the Hub repo ``apple/mkqa`` is script-only, which ``datasets`` >= 4

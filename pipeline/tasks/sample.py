@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.scoring import score
+from pipeline.tasks.scoring import score
 from pipeline.tasks.common import task_yaml
 from pipeline.tasks.jsonl import JsonlTask
 from pipeline.tasks.languages import default_groups

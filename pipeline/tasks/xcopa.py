@@ -2,7 +2,7 @@
 
 A premise, two alternatives and whether the cause or the effect is asked; scored by the choice
 rule of the authors' ``evaluation/XNLI.py`` on (1)/(2) without label words
-(:func:`pipeline.scoring.choice_correct`; "Option 1 ..." scores 0, as the paper notes). The
+(:func:`pipeline.tasks.scoring.choice_correct`; "Option 1 ..." scores 0, as the paper notes). The
 template is our translation of the paper's multiple-choice prompts.
 
 Only a hub source exists (``cambridgeltl/xcopa``, one config per language, or the original

@@ -2,7 +2,7 @@
 
 A premise/hypothesis pair with three options, (1) entailment, (2) neutral, (3) contradiction,
 each printed with a label word in the prompt's language; scored by the authors' choice rule
-with those label words (:func:`pipeline.scoring.choice_correct`). Gold labels are "1"/"2"/"3",
+with those label words (:func:`pipeline.tasks.scoring.choice_correct`). Gold labels are "1"/"2"/"3",
 i.e. the Hub's ClassLabel (0 entailment, 1 neutral, 2 contradiction) + 1.
 
 Sources: the authors' release (``XNLI/XNLI_{sample,unseen}/{split,ans,ans_lang}/<lang>.json``)

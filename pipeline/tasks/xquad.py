@@ -1,7 +1,7 @@
 """XQuAD: the paper's multilingual generation task (target = non-English, source = the pivot).
 
 A context paragraph and a question; correct iff the gold answer, lower-cased, is contained in
-the lower-cased response (the authors' rule, :func:`pipeline.scoring.contains_correct`).
+the lower-cased response (the authors' rule, :func:`pipeline.tasks.scoring.contains_correct`).
 
 Sources: the authors' release (``XQuAD/XQuAD_{sample,unseen}/{split,ans}/xquad.<lang>.json``)
 and the original dataset (``google/xquad``, configs ``xquad.<lang>``, split ``validation``, or the

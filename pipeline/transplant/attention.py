@@ -64,6 +64,7 @@ class SharedPrefixKV:
         self.suffix_v: list[torch.Tensor] = []
         self.row_group = torch.empty(0, dtype=torch.long)
         self.groups: list[tuple[int, int, int]] = []
+        self.shared: list[tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int]]] | None] = []
         self.step = 0
 
     # -- prefill -----------------------------------------------------------------------------
@@ -114,9 +115,20 @@ class SharedPrefixKV:
 
     def _set_rows(self, row_group: torch.Tensor) -> None:
         self.row_group = row_group
-        values, counts = torch.unique_consecutive(row_group.cpu(), return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        self.groups = [(int(s), int(s + c), int(g)) for s, c, g in zip(starts, counts, values)]
+        self.groups = _runs(row_group)
+        self.shared = []
+
+    def share(self, plan: Sequence) -> None:
+        """This step's shared lower layers (``sharing.LayerShare`` per layer, None: all rows run it).
+
+        At a shared layer the kernel sees only the rows in ``share.compute``; it writes each one's
+        key/value into the suffix slot of every row that takes its output (``share.expand``) and
+        attends for the computed rows only.
+        """
+        self.shared = [
+            None if s is None else (s.compute, s.expand, _runs(self.row_group.index_select(0, s.compute)))
+            for s in plan
+        ]
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keeps only ``rows`` (still generating) of the chunk, in order.
@@ -181,21 +193,32 @@ class SharedPrefixKV:
         kvh, dv = key.shape[1], value.shape[-1]
         rep = heads // kvh
         if self.suffix_k[layer] is None:
-            self.suffix_k[layer] = key.new_empty((batch, kvh, self._max_steps, d))
-            self.suffix_v[layer] = value.new_empty((batch, kvh, self._max_steps, dv))
+            rows = len(self.row_group)
+            self.suffix_k[layer] = key.new_empty((rows, kvh, self._max_steps, d))
+            self.suffix_v[layer] = value.new_empty((rows, kvh, self._max_steps, dv))
         k_suffix, v_suffix = self.suffix_k[layer], self.suffix_v[layer]  # [B, kvh, T, d], [B, kvh, T, dv]
-        k_suffix[:, :, t] = key[:, :, 0]
-        v_suffix[:, :, t] = value[:, :, 0]
-        q = query[:, :, 0].reshape(batch, kvh, rep, d) * scaling  # [B, kvh, rep, d], pre-scaled
         lo = 0 if sliding_window is None else max(0, t - sliding_window + 1)  # first suffix slot in the window
-        s_suffix = _capped(torch.matmul(q, k_suffix[:, :, lo : t + 1].transpose(-1, -2)).float(), softcap)
+        shared = self.shared[layer] if self.shared else None
+        groups = self.groups
+        if shared is None:
+            k_suffix[:, :, t] = key[:, :, 0]
+            v_suffix[:, :, t] = value[:, :, 0]
+            k_suffix, v_suffix = k_suffix[:, :, lo : t + 1], v_suffix[:, :, lo : t + 1]
+        else:  # the batch is the computed rows; every row of the chunk keeps its own suffix
+            compute, expand, groups = shared
+            k_suffix[:, :, t] = key[:, :, 0].index_select(0, expand)
+            v_suffix[:, :, t] = value[:, :, 0].index_select(0, expand)
+            k_suffix = k_suffix[:, :, lo : t + 1].index_select(0, compute)
+            v_suffix = v_suffix[:, :, lo : t + 1].index_select(0, compute)
+        q = query[:, :, 0].reshape(batch, kvh, rep, d) * scaling  # [B, kvh, rep, d], pre-scaled
+        s_suffix = _capped(torch.matmul(q, k_suffix.transpose(-1, -2)).float(), softcap)
         m_suffix = s_suffix.amax(-1, keepdim=True)  # [B, kvh, rep, 1]
         if sinks is not None:
             sink = sinks.float().view(1, kvh, rep, 1)
             m_suffix = torch.maximum(m_suffix, sink)
         q_heads = q.permute(1, 0, 2, 3).reshape(kvh, batch * rep, d)  # head-major for the prefix GEMMs
         out = torch.empty((batch, kvh, rep, dv), dtype=torch.float32, device=query.device)
-        for start, end, group in self.groups:
+        for start, end, group in groups:
             p = self.prefix_len[group]
             first = 0 if sliding_window is None else max(0, p + t - sliding_window + 1)  # first prefix key in it
             b = end - start
@@ -210,7 +233,7 @@ class SharedPrefixKV:
                 m = torch.maximum(m_prefix, m)  # [b, kvh, rep, 1]
                 e_prefix = s_prefix.sub_(m.permute(1, 0, 2, 3).reshape(kvh, b * rep, 1)).exp_()
             e_suffix = torch.exp(s_suffix[rows] - m)  # [b, kvh, rep, t+1-lo]
-            o = torch.matmul(e_suffix.to(value.dtype), v_suffix[rows, :, lo : t + 1]).float()  # [b, kvh, rep, dv]
+            o = torch.matmul(e_suffix.to(value.dtype), v_suffix[rows]).float()  # [b, kvh, rep, dv]
             total = e_suffix.sum(-1, keepdim=True)
             if has_prefix:
                 o = o + torch.bmm(e_prefix.to(value.dtype), v_prefix).float().view(kvh, b, rep, dv).permute(1, 0, 2, 3)
@@ -219,6 +242,13 @@ class SharedPrefixKV:
                 total = total + torch.exp(sink - m)
             torch.div(o, total, out=out[rows])
         return out.view(batch, 1, heads, dv).to(query.dtype)
+
+
+def _runs(row_group: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(start, end, instance group) of each run of equal values in a sorted ``row_group``."""
+    values, counts = torch.unique_consecutive(row_group.cpu(), return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    return [(int(s), int(s + c), int(g)) for s, c, g in zip(starts, counts, values)]
 
 
 def _capped(scores: torch.Tensor, softcap: float | None) -> torch.Tensor:
@@ -296,3 +326,35 @@ def bound(modules: Sequence[nn.Module | None], kv: SharedPrefixKV) -> Iterator[N
         for module in modules:
             if module is not None and _BINDING in module.__dict__:
                 del module.__dict__[_BINDING]
+
+
+def base_implementation(model: nn.Module) -> str:
+    """The attention implementation ``model`` was loaded with, under any shared-prefix kernel."""
+    current = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if current.startswith(ATTN_IMPLEMENTATION):
+        return "eager" if current.endswith("_eager") else "sdpa"
+    if current not in BASE_IMPLEMENTATIONS:
+        raise PipelineError(
+            f"model type {model.config.model_type}: attention implementation '{current}' has no shared-prefix "
+            "kernel; load it with sdpa or eager"
+        )
+    return current
+
+
+class KernelSteps:
+    """Lockstep greedy steps of a chunk on the shared-prefix kernel (:class:`SharedPrefixKV`)."""
+
+    def __init__(self, model: nn.Module, attn_modules, kv: SharedPrefixKV, group: torch.Tensor, steps: int):
+        self.model, self.attn_modules, self.kv = model, attn_modules, kv
+        kv.begin_chunk(group, steps)
+
+    def logits(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        with bound(self.attn_modules, self.kv):
+            out = self.model(input_ids=tokens[:, None], position_ids=positions[:, None], use_cache=False, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def advance(self) -> None:
+        self.kv.advance()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.kv.keep(rows)

@@ -17,6 +17,8 @@ target layer j at the last token of the target prompt, then decode greedily. The
    have hit EOS or ``max_new_tokens``. The greedy choice follows the checkpoint's logits processors
    as ``generate(do_sample=False)`` applies them (``pipeline.transplant.decoding``; ``decoding=plain`` turns
    them off); log-probabilities and entropies stay on the model's raw distribution.
+4. **Shared lower layers.** Rows of an instance that have generated the same tokens run each layer
+   below their target layer once per step (``pipeline.transplant.sharing``; ``share_layers``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from pipeline.instances import Instance
 from pipeline.schema import GRANULARITIES
 from pipeline.transplant.layouts import resolve, unavailable
 from pipeline.transplant.native import CacheSteps, prefix_cache
+from pipeline.transplant.padding import prefill_pieces, right_pad
+from pipeline.transplant.sharing import SharedLayers, at_computed_rows, layer_steps
 from pipeline.transplant.sites import Replacement, capture_last, transplant
+from pipeline.transplant.tokens import token_stats
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,11 @@ class EngineOptions:
         prefill_slack: a prefill forward's padding may add at most this share of its real tokens
             before its sequences are split into another forward (:func:`prefill_pieces`);
             ``inf`` = one padded forward per instance batch. Results are identical either way.
+        share_layers: rows of one instance with equal generated tokens run each layer they share
+            once (``pipeline.transplant.sharing``; the kernel route). False = every row runs every
+            layer (the A/B of the benchmark). Results are identical either way.
+        share_min_saving: a layer is shared only where that saves at least this share of its
+            rows; below it the gather/scatter costs more than it saves (``docs/performance.md``).
     """
 
     max_new_tokens: int = 20
@@ -95,87 +105,12 @@ class EngineOptions:
     decoding: str = "checkpoint"
     length_aware: bool = True
     prefill_slack: float = 0.25
+    share_layers: bool = True
+    share_min_saving: float = 0.0
 
     def __post_init__(self):
         if self.decoding not in DECODING_MODES:
             raise PipelineError(f"decoding '{self.decoding}' is not valid; valid: {', '.join(DECODING_MODES)}")
-
-
-def first_argmax(x: torch.Tensor, block: int = 64) -> torch.Tensor:
-    """``x.argmax(-1)`` for [rows, V] (first index of the row maximum), in vectorised reductions.
-
-    On CPU ``argmax`` over the vocabulary is a scalar loop (1.1 ms for [64, 8192]); the maxima of
-    contiguous blocks of ``block`` entries are one vectorised reduction, then the first block
-    holding the row maximum and the first maximum inside it give the same index, ties included
-    (0.18 ms). Falls back to ``argmax`` when the vocabulary is not a multiple of ``block``.
-    """
-    rows, vocab = x.shape
-    if vocab % block:
-        return x.argmax(-1)
-    blocks = x.view(rows, vocab // block, block)
-    first = blocks.amax(-1).argmax(-1)  # [rows] first block whose maximum is the row maximum
-    inside = blocks[torch.arange(rows, device=x.device), first].argmax(-1)  # [rows]
-    return first * block + inside
-
-
-def right_pad(seqs: Sequence[list[int]], pad: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id lists as one right-padded batch: (ids [B, W], attention mask [B, W]); pad None -> 0."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), 0 if pad is None else pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, seq in enumerate(seqs):
-        ids[r, : len(seq)] = torch.tensor(seq)
-        mask[r, : len(seq)] = 1
-    return ids, mask
-
-
-def prefill_pieces(lengths: Sequence[int], slack: float) -> list[list[int]]:
-    """Sequences of a prefill grouped into forwards that waste at most ``slack`` on padding.
-
-    Non-empty sequences in ascending length order are cut into consecutive pieces; a piece grows
-    while (its longest length x its size) <= (1 + slack) x its real tokens. Similar lengths share
-    one forward (as many rows as possible per GEMM); a long context gets its own. Empty sequences
-    (the prefix of a one-token target prompt) need no forward.
-    """
-    order = sorted((r for r, length in enumerate(lengths) if length > 0), key=lambda r: lengths[r])
-    pieces: list[list[int]] = []
-    piece: list[int] = []
-    real = 0
-    for r in order:
-        if piece and lengths[r] * (len(piece) + 1) > (1 + slack) * (real + lengths[r]):
-            pieces.append(piece)
-            piece, real = [], 0
-        piece.append(r)
-        real += lengths[r]
-    return [*pieces, piece] if piece else pieces
-
-
-CPU_CACHE_BYTES = 2 << 20  # [rows, V] logits of one block of rows fit in a core's L2 cache (2 MB here)
-
-
-def token_stats(
-    logits: torch.Tensor, scores: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy choice, its log-probability and the entropy of each row of ``logits`` [b, V] (float32).
-
-    The choice is the argmax of ``scores`` (the processed logits, :mod:`pipeline.transplant.decoding`) when
-    given, else of the raw distribution; log-probability and entropy are always the raw model's.
-
-    On CPU the rows are processed in blocks of about 2 MB: each statistic is a full pass over
-    the vocabulary, and for a chunk of hundreds of rows the [b, V] temporaries would otherwise go
-    through main memory pass after pass (193 x 8k logits, 2 threads: 7.5 ms in one pass, 5.3 ms
-    in blocks). The results are the same, bit for bit, as one pass over the whole chunk.
-    """
-    rows, vocab = logits.shape
-    block = rows if logits.device.type != "cpu" else max(1, CPU_CACHE_BYTES // (4 * vocab))
-    choices, logprobs, entropies = [], [], []
-    for start in range(0, rows, block):
-        logp = torch.log_softmax(logits[start : start + block], dim=-1)  # [block, V]
-        choice = first_argmax(logp if scores is None else scores[start : start + block])
-        choices.append(choice)
-        logprobs.append(logp.gather(1, choice[:, None])[:, 0])
-        entropies.append(-(logp.exp() * logp).sum(-1))
-    return torch.cat(choices), torch.cat(logprobs), torch.cat(entropies)
 
 
 @dataclass
@@ -209,13 +144,14 @@ class TransplantEngine:
         self.n_layers = len(self.layers)
         self.device = next(model.parameters()).device
         if self.sites.route == "kernel":
-            model.set_attn_implementation(attention.register(base_implementation(model)))
+            model.set_attn_implementation(attention.register(attention.base_implementation(model)))
         self.eos = torch.tensor(sorted(self._eos_ids(eos_token_ids)), dtype=torch.long, device=self.device)
         self.processors = GreedyProcessors.from_model(model, options.decoding, self.eos.tolist(), self.device)
         if options.max_new_tokens < 1:
             raise PipelineError(f"max_new_tokens must be >= 1, got {options.max_new_tokens}")
         if options.chunk_size < 1:
             raise PipelineError(f"chunk_size must be >= 1, got {options.chunk_size}")
+        self.decode_layer_steps = 0  # rows x decoder layers run by the decode (the sharing's measure)
 
     def _eos_ids(self, given: Sequence[int] | None) -> set[int]:
         if given is not None:
@@ -402,7 +338,7 @@ class TransplantEngine:
         steps = self.options.max_new_tokens
         group = torch.tensor([state.slot[c.instance] for c in chunk], device=self.device)
         if state.kv is not None:
-            stepper = _KernelSteps(self.model, self.sites.attn, state.kv, group, steps)
+            stepper = attention.KernelSteps(self.model, self.sites.attn, state.kv, group, steps)
         else:
             g = state.slot[chunk[0].instance]
             stepper = CacheSteps(self.model, state.caches[g], len(chunk), int(state.last_position[g]))
@@ -417,8 +353,20 @@ class TransplantEngine:
             prompt_len = positions + 1  # [C]
             history = torch.cat([state.prompts[group], out_tokens.new_zeros(len(chunk), steps)], dim=1)
         plan = self._plan(state, chunk)
+        shared = None
+        if self.options.share_layers and state.kv is not None and len(chunk) > 1:
+            shared = SharedLayers(self.layers, [c.target_layer for c in chunk], self.options.share_min_saving,
+                                  self.device)  # fmt: skip
         for t in range(steps):
-            with transplant(self.model, plan if t == 0 else {}):
+            if shared is not None:
+                layers = shared.step(t, group[active], out_tokens[active, :t])
+                state.kv.share(layers)
+                self.decode_layer_steps += layer_steps(layers, len(active))
+                if t == 0:  # a replaced row runs its target layer itself, at its place among the computed rows
+                    plan = {site: at_computed_rows(rep, layers[site[1]]) for site, rep in plan.items()}
+            else:
+                self.decode_layer_steps += self.n_layers * len(active)
+            with transplant(self.model, plan if t == 0 else {}), shared.applied() if shared else nullcontext():
                 logits = stepper.logits(tokens, positions)
             scores = None
             if self.processors is not None:
@@ -437,6 +385,8 @@ class TransplantEngine:
             if bool(finished.any()):
                 keep = (~finished).nonzero()[:, 0]
                 stepper.keep(keep)
+                if shared is not None:
+                    shared.keep(keep)
                 active, choice, positions = active[keep], choice[keep], positions[keep]
             tokens, positions = choice, positions + 1
         return self._collect(chunk, out_tokens.cpu(), logprobs.cpu(), entropies.cpu(), n_steps.cpu())
@@ -459,34 +409,3 @@ class TransplantEngine:
             )
         return results
 
-
-def base_implementation(model: nn.Module) -> str:
-    """The attention implementation ``model`` was loaded with, under any shared-prefix kernel."""
-    current = getattr(model.config, "_attn_implementation", None) or "sdpa"
-    if current.startswith(attention.ATTN_IMPLEMENTATION):
-        return "eager" if current.endswith("_eager") else "sdpa"
-    if current not in attention.BASE_IMPLEMENTATIONS:
-        raise PipelineError(
-            f"model type {model.config.model_type}: attention implementation '{current}' has no shared-prefix "
-            "kernel; load it with sdpa or eager"
-        )
-    return current
-
-
-class _KernelSteps:
-    """Lockstep greedy steps of a chunk on the shared-prefix kernel (:class:`attention.SharedPrefixKV`)."""
-
-    def __init__(self, model: nn.Module, attn_modules, kv: attention.SharedPrefixKV, group: torch.Tensor, steps: int):
-        self.model, self.attn_modules, self.kv = model, attn_modules, kv
-        kv.begin_chunk(group, steps)
-
-    def logits(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        with attention.bound(self.attn_modules, self.kv):
-            out = self.model(input_ids=tokens[:, None], position_ids=positions[:, None], use_cache=False, logits_to_keep=1)
-        return out.logits[:, -1].float()
-
-    def advance(self) -> None:
-        self.kv.advance()
-
-    def keep(self, rows: torch.Tensor) -> None:
-        self.kv.keep(rows)

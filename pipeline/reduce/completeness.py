@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.shards import SHARD_DIR, Shard
-from pipeline.store import Store
+from pipeline.sweep.shards import SHARD_DIR, Shard
+from pipeline.sweep.store import Store
 
 SHOWN = 4
 """Missing shard names spelled out in the one-line message (the rest are counted)."""

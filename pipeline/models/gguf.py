@@ -44,7 +44,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from pipeline.errors import PipelineError, exit_on_user_error, one_line
-from pipeline.store import umask
+from pipeline.files import umask
 
 CACHE_ENV = "XTRANSPLANT_CACHE"
 META_FILE = "gguf.json"  # written last: an entry without it is not a checkpoint
@@ -299,7 +299,7 @@ def read_meta(entry: Path) -> dict:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    """``python -m pipeline.gguf PACKAGE``: converts a packaged GGUF into the cache ahead of a sweep.
+    """``python -m pipeline.models.gguf PACKAGE``: converts a packaged GGUF into the cache ahead of a sweep.
 
     ``make demo`` runs it as its own step, so the sweep's wall time is the sweep's alone; a sweep
     converts on first use anyway.
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise PipelineError(f"usage: python -m pipeline.gguf PACKAGE (one of: {', '.join(sorted(INSTALL))})")
+        raise PipelineError(f"usage: python -m pipeline.models.gguf PACKAGE (one of: {', '.join(sorted(INSTALL))})")
     source = packaged_gguf(args[0])
     entry = cached_checkpoint(source, default_cache_dir())
     log.info("[gguf] %s: float32 checkpoint in %s", source.name, entry)

@@ -32,24 +32,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.errors import PipelineError
+from pipeline.files import umask
 
 
 def is_uri(location: str | Path) -> bool:
     """Whether ``location`` names a store by URI (``scheme://...``) rather than a local path."""
     return "://" in str(location)
-
-
-def umask() -> int:
-    """The process umask, read without changing it (Linux reports it in /proc/self/status)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    current = os.umask(0o022)  # no /proc: the classic read-by-setting, restored at once
-    os.umask(current)
-    return current
 
 
 @dataclass(frozen=True)

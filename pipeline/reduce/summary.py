@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import metrics
+from pipeline.reduce import metrics
 from pipeline.errors import PipelineError
-from pipeline.results import UnitResults
+from pipeline.reduce.results import UnitResults
 
 SCHEMA_VERSION = 1
 
@@ -57,7 +57,7 @@ def short_model(model: str) -> str:
 
 
 def measure(unit: UnitResults, mask: np.ndarray, options: ReportOptions) -> dict:
-    """The metric set M over the masked instances (see ``pipeline.metrics`` for each definition)."""
+    """The metric set M over the masked instances (see ``pipeline.reduce.metrics`` for each definition)."""
     n = unit.n_layers
     vanilla = metrics.vanilla_accuracy(unit.vanilla, mask)
     accuracy = metrics.accuracy_matrix(unit.grid, mask)

@@ -9,7 +9,7 @@ for a restart after their node died) instead of waiting with them.
 
 Actor states come from the GCS through ``ray._private.state`` (the public ``ray.util.state``
 needs the dashboard, which the sweep's own local cluster does not run). Ray is imported through
-``pipeline.workers``, which sets the private local cluster's environment before Ray reads it.
+``pipeline.sweep.workers``, which sets the private local cluster's environment before Ray reads it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ WAITING = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
 
 
 def _ray():
-    """Ray, imported after ``pipeline.workers`` has set up its environment (see the module docstring)."""
-    from pipeline.workers import ray
+    """Ray, imported after ``pipeline.sweep.workers`` has set up its environment (see the module docstring)."""
+    from pipeline.sweep.workers import ray
 
     return ray
 

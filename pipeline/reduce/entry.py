@@ -41,16 +41,17 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import __version__, plots
+from pipeline import __version__
+from pipeline.reduce import plots
 from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
-from pipeline.langid import LanguageIdentifier, resolve_lid_model
-from pipeline.report import write_markdown, write_tables
-from pipeline.results import UnitResults, attach_selections, load_run, shard_files
-from pipeline.completeness import check_run
-from pipeline.shards import SHARD_DIR, replace_dir
-from pipeline.store import Store, umask
-from pipeline.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
+from pipeline.reduce.langid import LanguageIdentifier, resolve_lid_model
+from pipeline.reduce.report import write_markdown, write_tables
+from pipeline.reduce.results import UnitResults, attach_selections, load_run, shard_files
+from pipeline.reduce.completeness import check_run
+from pipeline.sweep.shards import SHARD_DIR, replace_dir
+from pipeline.sweep.store import Store, umask
+from pipeline.reduce.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
 
 REPORT_MARKER = ".xtransplant-report"
 """Marker file in every report directory this tool writes: the only kind of ``out=`` it replaces."""

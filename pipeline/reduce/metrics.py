@@ -1,4 +1,4 @@
-"""The paper's metrics, each an exact reduction over dense outcome arrays (``pipeline.results``).
+"""The paper's metrics, each an exact reduction over dense outcome arrays (``pipeline.reduce.results``).
 
 Notation: N layers counted from 0; config (i, j) transplants the source prompt's output of layer i
 into layer j of the target prompt (source layer i, target layer j); vanilla is no transplant.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.results import Outcomes
+from pipeline.reduce.results import Outcomes
 
 ENTROPY_COLUMNS = ("entropy_mean", "entropy_first")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from pipeline.errors import PipelineError
 
@@ -133,3 +133,71 @@ def grid_granularities(spec: GridSpec, requested: Sequence[str], task: str) -> t
     if spec.attention is not None:
         raise PipelineError(f"grid.attention applies to grid=coarse only, not grid={spec.kind}; use granularity=")
     return tuple(requested)
+
+
+# -- per-instance plans -------------------------------------------------------------------------
+# A plan says which configs each instance of a shard runs, as (granularities, pairs) per instance
+# (vanilla always comes along), and so how many rows a finished shard holds. Every grid kind is
+# one: a fixed grid gives every instance the same entry; ``grid=selected`` (pipeline.select.apply)
+# gives each instance vanilla plus the config its selector chose from the instance's features.
+# The sweep, its resume check and the runner only ever talk to a plan.
+
+InstanceConfigs = tuple[tuple[str, ...], tuple[tuple[int, int], ...]]  # (granularities, pairs) of one instance
+
+
+class InstancePlan(Protocol):
+    """What the sweep, the resume check and the runner ask of a plan (every grid kind)."""
+
+    granularities: tuple[str, ...]  # the run's granularities (its vanilla rows are written at each)
+    pairs: tuple[tuple[int, int], ...]  # a fixed grid's pairs (empty when chosen per instance)
+    features: bool  # workers compute selector features per shard (written beside its rows)
+    counts_from_features: bool  # a shard's row count follows from its features
+
+    def resolved(self) -> InstancePlan: ...  # ready to use (loads what the portable form left out)
+    def portable(self) -> InstancePlan: ...  # small enough to travel to every worker
+    def run_hash(self, config_hash: str) -> str: ...  # the hash that run.json and the resume check use
+    def configs(self, n_instances: int, features=None) -> list[InstanceConfigs]: ...
+    def expected_rows(self, n_instances: int, features=None) -> int: ...
+    def configs_per_instance(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """A fixed grid: every instance runs ``granularities`` x ``pairs`` plus vanilla.
+
+    ``features`` asks the workers to compute selector features as well (``features=true``);
+    they do not change which configs run.
+    """
+
+    granularities: tuple[str, ...]
+    pairs: tuple[tuple[int, int], ...]
+    features: bool = False
+    counts_from_features = False  # a shard's row count does not depend on its features
+
+    def resolved(self) -> GridPlan:
+        return self
+
+    def portable(self) -> GridPlan:
+        return self
+
+    def run_hash(self, config_hash: str) -> str:
+        return config_hash
+
+    def configs(self, n_instances: int, features=None) -> list[InstanceConfigs]:
+        return [(self.granularities, self.pairs)] * n_instances
+
+    def expected_rows(self, n_instances: int, features=None) -> int:
+        return n_instances * len(self.granularities) * (1 + len(self.pairs))
+
+    def configs_per_instance(self) -> int:
+        return 1 + len(self.granularities) * len(self.pairs)
+
+
+def make_plan(spec: GridSpec, requested: Sequence[str], task: str, n_layers: int, model_name: str,
+              features: bool = False) -> InstancePlan:  # fmt: skip
+    """The plan of a sweep's grid: a :class:`GridPlan`, or the selector's plan for ``grid=selected``."""
+    if spec.kind == "selected":  # the selector is the one producer of per-instance plans that learns
+        from pipeline.select.apply import SelectedPlan
+
+        return SelectedPlan.load(spec.selector, n_layers, model_name)
+    return GridPlan(grid_granularities(spec, requested, task), tuple(grid_pairs(spec, n_layers, task)), features)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 
 from pipeline.config import DebugSpec
-from pipeline.transplant.engine import EngineOptions, TransplantEngine
+from pipeline.instances import Instance
+from pipeline.transplant.engine import EngineOptions, Generation, TransplantEngine
 from pipeline.models import ModelSpec, load_model
-from pipeline.rows import RunTags, shard_table
-from pipeline.shards import Shard
+from pipeline.sweep.plan import InstanceConfigs, InstancePlan
+from pipeline.sweep.rows import RunTags, shard_table
+from pipeline.sweep.shards import Shard
 from pipeline.tasks import load_task
 
 
@@ -31,14 +34,10 @@ class RunPlan:
 
     model: ModelSpec
     task: dict
-    granularities: tuple[str, ...]
-    pairs: tuple[tuple[int, int], ...]
+    grid: InstancePlan  # which configs each instance runs (pipeline.sweep.plan), in its portable form
     engine: EngineOptions
     tags: RunTags
     debug: DebugSpec
-    features: bool = False  # compute per-instance selector features (pipeline.select.features)
-    selector: str | None = None  # grid=selected: the selector's directory (each worker loads it; the
-    # fitted model is too large to travel as an actor argument without Ray's object-store warning)
 
 
 @dataclass(frozen=True)
@@ -80,14 +79,12 @@ class ShardRunner:
         self.loaded = load_model(plan.model)
         self.task = load_task(plan.task)
         self.engine = TransplantEngine(self.loaded.model, self.loaded.tokenizer, plan.engine)
-        self.selection = None
-        if plan.features or plan.selector is not None:
-            from pipeline.select.apply import SelectionStage
-            from pipeline.select.fit import load as load_selector
+        self.grid = plan.grid.resolved()  # grid=selected: the worker loads the selector once
+        self.extractor = None
+        if self.grid.features:
+            from pipeline.select.features import FeatureExtractor
 
-            if plan.selector is not None:
-                plan = self.plan = replace(plan, selector=load_selector(plan.selector))
-            self.selection = SelectionStage(self.engine, self.loaded.tokenizer, plan, plan.engine.instance_batch)
+            self.extractor = FeatureExtractor(self.loaded.model, self.loaded.tokenizer, plan.engine.instance_batch)
 
     @property
     def device(self) -> str:
@@ -100,15 +97,15 @@ class ShardRunner:
         plan = self.plan
         generations = []
         features = None
-        if self.selection is not None:  # features first, then the plan's grid or the selection
-            features, source = self.selection.generations(shard)
-        else:
-            source = self.engine.run(shard.instances, plan.granularities, plan.pairs)
+        if self.extractor is not None:  # features first: a selected plan chooses from them
+            features = self.extractor.compute(shard.instances, plan.tags.task, plan.tags.model)
+        source = run_configs(self.engine, shard.instances, self.grid.configs(len(shard.instances), features))
         for k, gen in enumerate(source):
             generations.append(gen)
             if k == 1:
                 self._maybe_crash(shard)
-        table = shard_table(generations, shard.instances, plan.granularities, self.task, self.loaded.tokenizer, plan.tags)
+        table = shard_table(generations, shard.instances, self.grid.granularities, self.task, self.loaded.tokenizer,
+                            plan.tags)  # fmt: skip
         return ShardResult(shard.index, table, features, len(generations), time.perf_counter() - start, socket.gethostname())
 
     def _maybe_crash(self, shard: Shard) -> None:
@@ -121,3 +118,27 @@ class ShardRunner:
             return
         marker.write_text(f"crashed pid {os.getpid()} on shard {shard.index}\n")
         os._exit(17)
+
+
+def run_configs(engine: TransplantEngine, instances: Sequence[Instance], configs: Sequence[InstanceConfigs]
+                ) -> Iterator[Generation]:  # fmt: skip
+    """Generations of every instance's configs (``configs[n]``: its granularities and pairs, vanilla added).
+
+    Instances with the same configs run together through the engine (one group for a fixed
+    grid, one per chosen config for ``grid=selected``); ``Generation.config.instance`` indexes
+    ``instances``, as from :meth:`TransplantEngine.run`.
+    """
+    members: dict[InstanceConfigs, list[int]] = {}
+    for n, entry in enumerate(configs):
+        members.setdefault(entry, []).append(n)
+    if len(members) == 1:  # a fixed grid: the engine's own order
+        (granularities, pairs), index = next(iter(members.items()))
+        if index == list(range(len(instances))):
+            yield from engine.run(instances, granularities, pairs)
+            return
+    results: list[Generation] = []
+    for (granularities, pairs), index in members.items():
+        for gen in engine.run([instances[n] for n in index], granularities, pairs):
+            results.append(replace(gen, config=replace(gen.config, instance=index[gen.config.instance])))
+    results.sort(key=lambda gen: (gen.config.instance, gen.config.granularity is not None))
+    yield from results

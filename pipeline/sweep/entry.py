@@ -6,7 +6,7 @@
 
 Flow: Hydra config -> typed :class:`SweepConfig` -> task instances -> shards -> worker actors
 (model resident) -> each shard's Arrow table back to this driver -> one atomic Parquet file per
-shard under ``out_dir/shards/`` + ``run.json``, in the run's store (``pipeline.store``: a local
+shard under ``out_dir/shards/`` + ``run.json``, in the run's store (``pipeline.sweep.store``: a local
 folder or a URI). Only the driver writes, and it counts a shard done only once the file reads back
 from the store with the rows the shard must hold, so a row computed on any node of a cluster
 lands in the one store the driver names. Re-running the same command resumes: only shards
@@ -30,15 +30,16 @@ from pipeline import __version__
 from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
-from pipeline.grid import grid_granularities, grid_pairs
+from pipeline.sweep.plan import InstancePlan, make_plan
 from pipeline.transplant.decoding import check_checkpoint
 from pipeline.models import describe_model
 from pipeline.transplant.layouts import unavailable
-from pipeline.progress import Progress
-from pipeline.rows import RunTags
-from pipeline.runner import RunPlan, ShardDone, ShardResult, ShardRunner
-from pipeline.shards import (
+from pipeline.sweep.progress import Progress
+from pipeline.sweep.rows import RunTags
+from pipeline.sweep.runner import RunPlan, ShardDone, ShardResult, ShardRunner
+from pipeline.sweep.shards import (
     RUN_FILE,
+    features_rel,
     Shard,
     check_out_dir,
     check_shard_set,
@@ -50,8 +51,7 @@ from pipeline.shards import (
     shard_problem,
     shard_rel,
 )
-from pipeline.select.features import features_rel
-from pipeline.store import Store
+from pipeline.sweep.store import Store
 from pipeline.tasks import load_task
 
 log = logging.getLogger("pipeline.sweep")
@@ -82,25 +82,15 @@ def run(cfg: SweepConfig) -> Path | str:
         check_checkpoint(facts.path, facts.hub_revision, cfg.engine.decoding)
     n_layers = facts.n_layers
     task_name = str(cfg.task["name"])
-    granularities = grid_granularities(cfg.grid, cfg.granularities, task_name)
-    pairs = tuple(grid_pairs(cfg.grid, n_layers, task_name))
-    selector = None
-    if cfg.grid.kind == "selected":  # issue 11: one config per instance, chosen by a learned selector
-        from pipeline.select.apply import load_for_sweep
-
-        selector = load_for_sweep(cfg.grid.selector, n_layers, cfg.model.name)
-        granularities = selector.granularities
+    grid = make_plan(cfg.grid, cfg.granularities, task_name, n_layers, cfg.model.name, cfg.features)
+    granularities, pairs = grid.granularities, grid.pairs
     for granularity in granularities:  # a hybrid family's layers may lack a module (pipeline.transplant.layouts)
         if facts.missing and granularity in facts.missing:
             raise PipelineError(unavailable(facts.model_type, granularity, facts.missing[granularity], n_layers))
     engine = cfg.engine
     if task.max_new_tokens:
         engine = replace(engine, max_new_tokens=task.max_new_tokens)
-    config_hash = cfg.config_hash(instances)
-    if selector is not None:  # the selector's content, not only its path, determines the rows
-        from pipeline.select.apply import selection_hash
-
-        config_hash = selection_hash(config_hash, cfg.grid.selector)
+    config_hash = grid.run_hash(cfg.config_hash(instances))  # grid=selected: the selector's content too
     identity = cfg.result_identity(instances)  # recorded in run.json: a refusal can name what differs
     shards = plan_shards(instances, cfg.shard_size)
     guard_out_dir(store, config_hash, cfg.shard_size, cfg.overwrite, identity)
@@ -109,17 +99,7 @@ def run(cfg: SweepConfig) -> Path | str:
     with locked_out_dir(store) as renew_lock:
         # again under the lock: another sweep may have written here while this one waited
         guard_out_dir(store, config_hash, cfg.shard_size, overwrite=False)
-        rows_per_instance = len(granularities) * (1 + len(pairs))  # each granularity: its pairs + vanilla
-        if selector is None:
-            todo = pending(store, shards, rows_per_instance)
-            expected_rows = lambda shard, result: len(shard.instances) * rows_per_instance  # noqa: E731
-        else:  # vanilla per granularity + the selected config where the selector transplants
-            from pipeline.select.apply import pending_selected
-
-            todo = pending_selected(store, shards, selector, len(granularities))
-            expected_rows = lambda shard, result: len(shard.instances) * len(granularities) + int(  # noqa: E731
-                (selector.choose(result.features)[0] >= 0).sum()
-            )
+        todo = pending(store, shards, lambda shard: _expected_on_disk(store, grid, shard))
         previous = read_run(store)
         meta = {
             "model": cfg.model.name,
@@ -132,7 +112,7 @@ def run(cfg: SweepConfig) -> Path | str:
             "groups": {k: list(v) for k, v in task.groups.items()},
             "grid": cfg.grid.kind,
             "selector": cfg.grid.selector,
-            "features": cfg.features or selector is not None,
+            "features": grid.features,
             "pairs": [list(p) for p in pairs],
             "max_new_tokens": engine.max_new_tokens,
             "config": _jsonable(cfg),
@@ -153,18 +133,17 @@ def run(cfg: SweepConfig) -> Path | str:
             len(shards) - len(todo), len(shards), store.describe(),
         )  # fmt: skip
         plan = RunPlan(
-            model=cfg.model, task=cfg.task, granularities=granularities, pairs=pairs, engine=engine,
+            model=cfg.model, task=cfg.task, grid=grid.portable(), engine=engine,
             tags=RunTags(cfg.model.name, task_name, n_layers, config_hash), debug=cfg.debug,
-            features=cfg.features, selector=str(Path(cfg.grid.selector).resolve()) if selector is not None else None,
         )
-        configs_per_shard = cfg.shard_size * (1 + len(granularities) * len(pairs))
+        configs_per_shard = cfg.shard_size * grid.configs_per_instance()
         progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
         by_index = {shard.index: shard for shard in todo}
         computed_on = dict((previous or {}).get("computed_on") or {})  # shard -> node that computed it
 
         def commit(result: ShardResult) -> None:
             shard = by_index[result.index]
-            write_shard(store, shard, result, expected_rows(shard, result))
+            write_shard(store, shard, result, grid.expected_rows(len(shard.instances), result.features))
             computed_on[shard.name] = result.node
             renew_lock()
             progress.update(ShardDone(result.index, result.table.num_rows, result.configs, result.seconds))
@@ -186,6 +165,17 @@ def run(cfg: SweepConfig) -> Path | str:
             store.write_json(RUN_FILE, meta)
     log.info("[sweep] done: %d shards in %s", len(shards), store.describe())
     return store.local_path if store.is_local else store.uri
+
+
+def _expected_on_disk(store: Store, grid: InstancePlan, shard: Shard) -> int | None:
+    """The rows a finished file of ``shard`` holds; None when its feature file, which the count
+    follows from (``grid=selected``), is missing."""
+    features = None
+    if grid.counts_from_features:
+        if not store.is_file(features_rel(shard.name)):
+            return None
+        features = store.read_table(features_rel(shard.name))
+    return grid.expected_rows(len(shard.instances), features)
 
 
 def write_shard(store: Store, shard: Shard, result: ShardResult, expected_rows: int) -> None:
@@ -217,8 +207,8 @@ def _preflight(cfg: SweepConfig) -> int | None:
     node can hold, and returns the pool's size; before anything is written (None in-process)."""
     if cfg.cluster.kind == "inprocess":
         return None
-    from pipeline import workers  # first: it sets the local cluster's environment before Ray is imported
-    from pipeline import capacity
+    from pipeline.sweep import workers  # first: it sets the local cluster's environment before Ray is imported
+    from pipeline.sweep import capacity
 
     workers.connect(cfg.cluster)
     capacity.check_device(cfg.model)
@@ -236,7 +226,7 @@ def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done, on_started, pool_si
         for shard in todo:
             on_done(runner.run(shard))
         return
-    from pipeline import workers
+    from pipeline.sweep import workers
 
     with workers.worker_pool(plan, cfg.cluster, pool_size) as pool:
         on_started(workers.wait_ready(pool, cfg.cluster.stall_timeout_s))
@@ -269,8 +259,8 @@ def main() -> None:
     try:
         run_app(_hydra_main, None, config_name="config")
     finally:
-        if "pipeline.workers" in sys.modules:  # a run used Ray: stop the local cluster it started
-            sys.modules["pipeline.workers"].shutdown()
+        if "pipeline.sweep.workers" in sys.modules:  # a run used Ray: stop the local cluster it started
+            sys.modules["pipeline.sweep.workers"].shutdown()
     log.info("[sweep] wall time %.1fs", time.perf_counter() - started)
 
 

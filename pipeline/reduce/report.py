@@ -13,7 +13,7 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.summary import short_model
+from pipeline.reduce.summary import short_model
 
 METRIC_DEFINITIONS = """\
 Layers count from 0 (the paper counts from 1). Config (i, j): the source prompt's output of layer i

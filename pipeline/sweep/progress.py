@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from pipeline.runner import ShardDone
+from pipeline.sweep.runner import ShardDone
 
 log = logging.getLogger("pipeline.sweep")
 

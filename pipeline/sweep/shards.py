@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.store import Store
+from pipeline.sweep.store import Store
 
 SHARD_DIR = "shards"
 RUN_FILE = "run.json"
@@ -62,6 +62,14 @@ def plan_shards(instances: Sequence[Instance], shard_size: int) -> list[Shard]:
     ]
 
 
+FEATURES_DIR = "features"  # per-shard selector features (pipeline.select.features), beside shards/
+
+
+def features_rel(shard_name: str) -> str:
+    """Where a shard's feature file goes inside its run's store: ``features/<shard name>``."""
+    return f"{FEATURES_DIR}/{shard_name}"
+
+
 def shard_rel(shard: Shard) -> str:
     """A shard's file inside its run's store: ``shards/<name>``."""
     return f"{SHARD_DIR}/{shard.name}"
@@ -83,7 +91,7 @@ def replace_dir(tmp: Path, out: Path) -> None:
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """A Parquet file at a local ``path``, atomically (:meth:`pipeline.store.Store.write_bytes`)."""
+    """A Parquet file at a local ``path``, atomically (:meth:`pipeline.sweep.store.Store.write_bytes`)."""
     Store.open(path.parent).write_table(path.name, table)
 
 
@@ -135,11 +143,12 @@ def set_aside(store: Store, rel: str, problem: str) -> None:
     log.warning("[sweep] shard %s %s: moved it to %s and recomputing it", rel, problem, aside.rsplit("/", 1)[-1])
 
 
-def pending(store: Store, shards: Sequence[Shard], rows_per_instance: int) -> list[Shard]:
+def pending(store: Store, shards: Sequence[Shard], expected_rows: Callable[[Shard], int | None]) -> list[Shard]:
     """Shards without a trustworthy file: the ones a resumed run computes.
 
-    A shard of n instances must hold ``n * rows_per_instance`` rows. A file that fails
-    :func:`shard_problem` is set aside (:func:`set_aside`) and its shard recomputed.
+    A finished shard holds ``expected_rows(shard)`` rows (the plan's count, :mod:`pipeline.sweep.plan`;
+    None: the plan cannot count it, e.g. a ``grid=selected`` shard whose feature file is missing).
+    A file that fails :func:`shard_problem` is set aside (:func:`set_aside`) and its shard recomputed.
     """
     todo = []
     for shard in shards:
@@ -147,7 +156,8 @@ def pending(store: Store, shards: Sequence[Shard], rows_per_instance: int) -> li
         if not store.is_file(rel):
             todo.append(shard)
             continue
-        problem = shard_problem(store, rel, len(shard.instances) * rows_per_instance)
+        expected = expected_rows(shard)
+        problem = "has no feature file to check it against" if expected is None else shard_problem(store, rel, expected)
         if problem is not None:
             set_aside(store, rel, problem)
             todo.append(shard)

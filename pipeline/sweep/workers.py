@@ -68,11 +68,11 @@ import ray  # noqa: E402  (after the environment above: Ray reads it at import)
 import torch  # noqa: E402
 from ray.util import ActorPool  # noqa: E402
 
-from pipeline import capacity  # noqa: E402
+from pipeline.sweep import capacity  # noqa: E402
 from pipeline.config import ClusterSpec  # noqa: E402
 from pipeline.errors import PipelineError, one_line  # noqa: E402
-from pipeline.runner import RunPlan, ShardResult, ShardRunner  # noqa: E402
-from pipeline.shards import Shard  # noqa: E402
+from pipeline.sweep.runner import RunPlan, ShardResult, ShardRunner  # noqa: E402
+from pipeline.sweep.shards import Shard  # noqa: E402
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -94,8 +94,8 @@ def connect(cluster: ClusterSpec) -> None:
         return
     if not PRIVATE_LOCAL_CLUSTER:
         log.warning(
-            "[sweep] Ray was imported before pipeline.workers: the local cluster uses Ray's defaults "
-            "(all interfaces); import pipeline.workers first or set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"
+            "[sweep] Ray was imported before pipeline.sweep.workers: the local cluster uses Ray's defaults "
+            "(all interfaces); import pipeline.sweep.workers first or set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"
         )
     ray.init(num_gpus=cluster.num_gpus, include_dashboard=False)
     _started_here.append(True)
@@ -155,7 +155,7 @@ class ShardWorker:
 
 
 def start_workers(plan: RunPlan, cluster: ClusterSpec, count: int | None = None) -> list:
-    """``count`` worker actors (default: :func:`pipeline.capacity.pool_size`), one GPU each on a
+    """``count`` worker actors (default: :func:`pipeline.sweep.capacity.pool_size`), one GPU each on a
     GPU cluster, spread over the nodes (Ray's SPREAD strategy: one per node before two on one)."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if count is None:

@@ -5,7 +5,7 @@ config files under ``conf/model/`` (LLaMA-2-7B-Chat, Mistral-7B-Instruct-v0.3, Q
 Chinese-Alpaca-2-7B), each overridable by ``model.path``. Two small real models come from the
 package registry as GGUF files (``model=smollm2``, ``model=gemma3_270m``; ``model.package``), and
 any GGUF a user has runs with ``model.gguf_file``: both are converted once into a cached float32
-checkpoint (:mod:`pipeline.gguf`), which every later load reads.
+checkpoint (:mod:`pipeline.models.gguf`), which every later load reads.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from pipeline import gguf
+from pipeline.models import gguf
 from pipeline.errors import PipelineError, one_line
 from pipeline.transplant.attention import loadable_implementation
 from pipeline.transplant.layouts import Sites, resolve
-from pipeline.tiny import TinySpec, build_tiny
+from pipeline.models.tiny import TinySpec, build_tiny
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")

@@ -2,7 +2,7 @@
 
 The reduce stage never loops over rows in Python: one streaming scan of a run directory's Parquet
 shards (``pyarrow.dataset``, a batch at a time) scatters every row into per-unit numpy arrays, and
-every metric of the paper is then an array reduction (``pipeline.metrics``). A *unit* is one
+every metric of the paper is then an array reduction (``pipeline.reduce.metrics``). A *unit* is one
 (run directory, model, task, granularity): the rows one report section covers.
 
 The checks that make a run unusable raise :class:`PipelineError` with one line: a directory with no
@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pipeline.errors import PipelineError
-from pipeline.store import Store
+from pipeline.sweep.shards import FEATURES_DIR
+from pipeline.sweep.store import Store
 
 BASE_COLUMNS = (
     "instance_id", "lang", "response_lang", "granularity", "source_layer", "target_layer",
@@ -35,7 +36,6 @@ BASE_COLUMNS = (
 
 BATCH_ROWS = 262_144
 
-FEATURES_DIR = "features"
 """Folder of a run directory holding per-instance selector features (``pipeline.select``), not rows."""
 
 ConsistencyFn = Callable[[pa.Array, pa.Array], np.ndarray]
@@ -371,7 +371,7 @@ def attach_selections(units: list[UnitResults]) -> None:
     instance id to the selected run's own units and to every other unit of the same (model, task,
     n_layers), e.g. the full or SourceLast/TargetFirst sweep of the same instances given to the
     same reduce. On those, ``selected_upper`` is the per-instance upper bound of the gap closed
-    (``pipeline.summary``): vanilla or some config of that run, at any granularity the selected run
+    (``pipeline.reduce.summary``): vanilla or some config of that run, at any granularity the selected run
     covers, is correct.
 
     Raises:

@@ -1,0 +1,3 @@
+from pipeline.reduce.entry import main
+
+main()

@@ -1,0 +1,3 @@
+from pipeline.sweep.entry import main
+
+main()

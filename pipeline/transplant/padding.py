@@ -1,0 +1,44 @@
+"""Padding and grouping of the prefill's sequences (source prompts and target prefixes).
+
+The prefill runs every source prompt and target prefix of an instance batch through the decoder
+once (``TransplantEngine._prefill``); these helpers decide how they are padded and which of them
+share a forward, so that padding never dominates the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def right_pad(seqs: Sequence[list[int]], pad: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as one right-padded batch: (ids [B, W], attention mask [B, W]); pad None -> 0."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), 0 if pad is None else pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+    return ids, mask
+
+
+def prefill_pieces(lengths: Sequence[int], slack: float) -> list[list[int]]:
+    """Sequences of a prefill grouped into forwards that waste at most ``slack`` on padding.
+
+    Non-empty sequences in ascending length order are cut into consecutive pieces; a piece grows
+    while (its longest length x its size) <= (1 + slack) x its real tokens. Similar lengths share
+    one forward (as many rows as possible per GEMM); a long context gets its own. Empty sequences
+    (the prefix of a one-token target prompt) need no forward.
+    """
+    order = sorted((r for r, length in enumerate(lengths) if length > 0), key=lambda r: lengths[r])
+    pieces: list[list[int]] = []
+    piece: list[int] = []
+    real = 0
+    for r in order:
+        if piece and lengths[r] * (len(piece) + 1) > (1 + slack) * (real + lengths[r]):
+            pieces.append(piece)
+            piece, real = [], 0
+        piece.append(r)
+        real += lengths[r]
+    return [*pieces, piece] if piece else pieces
