@@ -25,7 +25,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from transformers import AttentionInterface
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.masking_utils import AttentionMaskInterface
 
 from pipeline.transplant import attention
 from pipeline.transplant.engine import TransplantEngine
@@ -57,17 +57,22 @@ class ProfiledEngine(TransplantEngine):
             return super()._decode_chunk(state, chunk)
 
 
-def _profiled_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    with record_function("attention"):
-        return attention.shared_prefix_attention(module, query, key, value, attention_mask, scaling=scaling,
-                                                 dropout=dropout, **kwargs)
+def _profiled_attention(base: str):
+    kernel = attention.make_kernel(base)
+
+    def profiled(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        with record_function("attention"):
+            return kernel(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+
+    return profiled
 
 
 @contextlib.contextmanager
 def annotated(model):
     """Ranges ``forward`` (the model call), ``lm_head`` and ``attention`` while inside; always undone."""
-    AttentionInterface.register(PROFILED_ATTENTION, _profiled_attention)
-    AttentionMaskInterface.register(PROFILED_ATTENTION, sdpa_mask)
+    base = attention.base_implementation(model)
+    AttentionInterface.register(PROFILED_ATTENTION, _profiled_attention(base))
+    AttentionMaskInterface.register(PROFILED_ATTENTION, attention.mask_function(base))
     open_ranges: list = []
 
     def enter(name):
@@ -90,7 +95,7 @@ def annotated(model):
     finally:
         for handle in handles:
             handle.remove()
-        model.set_attn_implementation(attention.register())
+        model.set_attn_implementation(attention.register(base))
 
 
 def _part(event) -> str | None:

@@ -1,6 +1,6 @@
 """python -m pipeline.reduce end to end on hand-built Parquet runs (no model needed).
 
-Expected numbers are those of the hand-computed EXAMPLE (see tests/test_metrics.py), now read
+Expected numbers are those of the hand-computed EXAMPLE (see tests/test_reduce_metrics.py), now read
 back through shards, run.json, summary.json and the CSV tables.
 """
 

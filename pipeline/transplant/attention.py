@@ -267,7 +267,7 @@ def _base_kernel(module: nn.Module, implementation: str):
     return eager
 
 
-def _make_kernel(implementation: str):
+def make_kernel(implementation: str):
     def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
         """The registered kernel: the base implementation, plus recording/reading a :class:`SharedPrefixKV`."""
         kv, layer = getattr(module, _BINDING, (None, None))
@@ -302,11 +302,16 @@ def implementation_name(base: str) -> str:
     return ATTN_IMPLEMENTATION if base == "sdpa" else f"{ATTN_IMPLEMENTATION}_{base}"
 
 
+def mask_function(base: str):
+    """The mask function transformers pairs with ``base`` (sdpa's boolean mask, eager's additive one)."""
+    return sdpa_mask if base == "sdpa" else eager_mask
+
+
 def register(base: str = "sdpa") -> str:
     """Registers the kernel over ``base`` and its mask function (idempotent); returns its name."""
     name = implementation_name(base)
-    AttentionInterface.register(name, _make_kernel(base))
-    AttentionMaskInterface.register(name, sdpa_mask if base == "sdpa" else eager_mask)
+    AttentionInterface.register(name, make_kernel(base))
+    AttentionMaskInterface.register(name, mask_function(base))
     return name
 
 
