@@ -154,12 +154,19 @@ def format_results(results: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def replace_section(path: Path, begin: str, end: str, text: str, heading: str | None = None) -> None:
+    """Replaces the text between the markers ``begin`` and ``end`` of ``path`` with ``text``.
+
+    A file without the markers gets them appended (under ``heading`` when given); a missing file is
+    created around them. The rest of the document, written by hand, is left as it is.
+    """
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    if begin not in old or end not in old:
+        old = old.rstrip("\n") + (f"\n\n{heading}" if heading else "") + f"\n\n{begin}\n{end}\n"
+    head, rest = old.split(begin, 1)
+    path.write_text(head + f"{begin}\n\n{text}\n{end}" + rest.split(end, 1)[1], encoding="utf-8")
+
+
 def write_doc(path: Path, text: str) -> None:
     """Replaces the measured section of ``path`` (creating the file around it if needed)."""
-    block = f"{BEGIN}\n\n{text}\n{END}"
-    old = path.read_text(encoding="utf-8") if path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in old or END not in old:
-        old = old.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = old.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    path.write_text(head + block + tail, encoding="utf-8")
+    replace_section(path, BEGIN, END, text)

@@ -52,11 +52,13 @@ class LayerShare:
     expand: torch.Tensor
 
 
-def share_depths(target_layers: Sequence[int | None], n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """([B] depth at the last prompt token, [B] depth at later steps) of a chunk's rows; None = vanilla."""
-    first = torch.tensor([n_layers if j is None else j for j in target_layers], dtype=torch.long)
-    later = torch.tensor([n_layers if j is None else j + 1 for j in target_layers], dtype=torch.long)
-    return first, later
+def share_depths(target_layers: Sequence[int | None], n_layers: int) -> torch.Tensor:
+    """[B] depth of a chunk's rows at the last prompt token: j for a transplant row, N for vanilla (None).
+
+    At every later step a transplant row's target layer itself is shared too (depth j + 1, at most
+    N), vanilla's stays N: :meth:`SharedLayers.step`.
+    """
+    return torch.tensor([n_layers if j is None else j for j in target_layers], dtype=torch.long)
 
 
 def history_groups(instances: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -111,19 +113,18 @@ class SharedLayers:
                  device: torch.device):  # fmt: skip
         self.layers = layers
         self.min_saving = min_saving
-        first, later = share_depths(target_layers, len(layers))
-        self.depth_first, self.depth_later = first.to(device), later.to(device)
+        self.depth = share_depths(target_layers, len(layers)).to(device)  # at the last prompt token
         self.plan: list[LayerShare | None] = [None] * len(layers)
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keeps only ``rows`` of the chunk (the ones still generating), in order."""
-        self.depth_first = self.depth_first.index_select(0, rows)
-        self.depth_later = self.depth_later.index_select(0, rows)
+        self.depth = self.depth.index_select(0, rows)
 
     def step(self, t: int, instances: torch.Tensor, history: torch.Tensor) -> list[LayerShare | None]:
         """Plans step ``t`` for rows of ``instances`` [B] that generated ``history`` [B, t]."""
-        depth = self.depth_first if t == 0 else self.depth_later
-        self.plan = plan_layers(history_groups(instances, history), depth, len(self.layers), self.min_saving)
+        n_layers = len(self.layers)
+        depth = self.depth if t == 0 else self.depth + (self.depth < n_layers)  # later: j + 1; vanilla stays N
+        self.plan = plan_layers(history_groups(instances, history), depth, n_layers, self.min_saving)
         return self.plan
 
     @contextmanager
