@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import tiny_pair
 from reference import reference_generate
 
@@ -76,9 +77,32 @@ def test_out_of_memory_halves_chunk_and_keeps_results(tiny, caplog):
     model, tok = tiny
     base = run(model, tok, MIXED[:2], chunk_size=1000)
     squeezed = run(model, tok, MIXED[:2], chunk_size=64, simulate_oom_above=9)
-    assert "retrying with chunk_size=32" in caplog.text and "chunk_size=8" in caplog.text
+    # a chunk holds whole instances (37 rows each); an instance cut in 3 pieces of 13, then 13 -> 6
+    assert "out of memory on a chunk of 37 rows; retrying with chunk_size=18" in caplog.text
+    assert "out of memory on a chunk of 13 rows; retrying with chunk_size=6" in caplog.text
     assert base.keys() == squeezed.keys()
     assert all(base[k].token_ids == squeezed[k].token_ids for k in base)
+
+
+def test_out_of_memory_in_the_prefill_splits_the_piece_and_keeps_results(tiny, caplog):
+    """One padded prefill forward of 8 sequences, out of memory above 2 rows: 8 -> 4 + 4 -> 2 + 2 + 2 + 2."""
+    model, tok = tiny
+    base = run(model, tok, MIXED, instance_batch=4, chunk_size=1000, prefill_slack=float("inf"))
+    squeezed = run(model, tok, MIXED, instance_batch=4, chunk_size=1000, prefill_slack=float("inf"),
+                   simulate_oom_above=2)  # fmt: skip
+    assert "out of memory on a prefill piece of 8 sequences; retrying in halves" in caplog.text
+    assert "out of memory on a prefill piece of 4 sequences" in caplog.text
+    assert "out of memory on a chunk of 148 rows; retrying with chunk_size=74" in caplog.text  # 4 instances x 37 rows
+    assert "out of memory on a chunk of 3 rows; retrying with chunk_size=1" in caplog.text
+    assert base.keys() == squeezed.keys()
+    assert all(base[k].token_ids == squeezed[k].token_ids for k in base)
+    assert all(base[k].logprob_sum == pytest.approx(squeezed[k].logprob_sum, abs=1e-4) for k in base)
+
+
+def test_out_of_memory_on_one_sequence_is_raised(tiny):
+    model, tok = tiny
+    with pytest.raises(torch.OutOfMemoryError):
+        run(model, tok, MIXED[:1], instance_batch=1, prefill_slack=float("inf"), simulate_oom_above=0)
 
 
 @pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])

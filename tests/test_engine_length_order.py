@@ -21,7 +21,7 @@ def test_input_order_batches_keep_order_and_match_reference():
     engine = TransplantEngine(model, tok, EngineOptions(max_new_tokens=MAX_NEW, instance_batch=2, length_aware=False))
     lengths = [300, 12, 290, 15, 40, 35]
     assert engine.instance_batches([([1] * n, [1] * 5) for n in lengths]) == [[0, 1], [2, 3], [4, 5]]
-    eos = engine.eos.tolist()
+    eos = sorted(engine.eos_ids)
     pairs = [(2, 0), (0, 1)]
     gens = list(engine.run(MIXED, ["ffn"], pairs))
     assert [g.config.instance for g in gens] == [n for n in range(len(MIXED)) for _ in range(1 + len(pairs))]

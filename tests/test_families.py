@@ -2,7 +2,8 @@
 
 One tiny random checkpoint per family (tests/families.py), 2 instances x vanilla + attn, ffn,
 block and attn_released at all 3x3 (source, target) pairs, float32, with shared lower layers on
-and off (``pipeline.transplant.sharing``; identical ids either way): generated ids identical
+(the CPU's and a GPU's kernel settings) and off (``pipeline.transplant.sharing``; identical ids
+every way): generated ids identical
 except right after a reference near-tie, log-probabilities and entropies within float tolerance,
 EOS exercised, and a floor on how many configs differ from vanilla (a family where transplants
 change nothing would prove nothing). The reference finds its sites with its own name lookup,
@@ -37,24 +38,36 @@ def test_every_family_of_the_table_is_in_the_matrix():
     assert set(LAYOUTS) <= set(FAMILIES)
 
 
+# The decode's settings: shared lower layers with the CPU's defaults (attend for the rows a shared
+# layer runs; compact the suffix slots at every finished row), with a GPU's (attend on every slot;
+# compact at half dead), and off.
+SETTINGS = {
+    "shared, cpu": dict(share_layers=True, shared_attention="rows", dead_slot_share=0.0),
+    "shared, gpu": dict(share_layers=True, shared_attention="slots", dead_slot_share=0.5),
+    "unshared": dict(share_layers=False),
+}
+
+
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_family_matches_per_config_generate(model_type):
-    """Both decode paths (shared lower layers on and off) against the reference, and against each other."""
+    """Every decode setting against the reference, and against each other."""
     model, ref_model, tok = tiny_family(model_type)
     vanilla_ref = reference_generate(ref_model, tok, INSTANCES[0].prompt, None, None, None, None, MAX_NEW, [])
     eos = [tok.eos_token_id, vanilla_ref.token_ids[2]]  # a token vanilla generates: some rows stop early
     runs = {}
-    for share in (True, False):
-        options = EngineOptions(max_new_tokens=MAX_NEW, chunk_size=11, instance_batch=2, share_layers=share)
+    for name, setting in SETTINGS.items():
+        options = EngineOptions(max_new_tokens=MAX_NEW, chunk_size=11, instance_batch=2, **setting)
         engine = TransplantEngine(model, tok, options, eos)
         n = engine.n_layers
         pairs = [(i, j) for i in range(n) for j in range(n)]
         grans = ["block", "ffn"] if model_type in HYBRID else ["attn", "ffn", "block", "attn_released"]
-        runs[share] = (list(engine.run(INSTANCES, grans, pairs)), engine.decode_layer_steps)
-    gens, shared_steps = runs[True]
-    unshared, all_steps = runs[False]
+        runs[name] = (list(engine.run(INSTANCES, grans, pairs)), engine.decode_layer_steps)
+    gens, shared_steps = runs["shared, cpu"]
+    unshared, all_steps = runs["unshared"]
     assert len(gens) == len(INSTANCES) * (1 + len(grans) * n * n)
-    assert {g.config: g.token_ids for g in gens} == {g.config: g.token_ids for g in unshared}
+    ids = {g.config: g.token_ids for g in unshared}
+    assert {g.config: g.token_ids for g in gens} == ids
+    assert {g.config: g.token_ids for g in runs["shared, gpu"][0]} == ids
     if engine.sites.route == "kernel":  # the cache route decodes every row through every layer
         assert shared_steps < all_steps
     exact = stopped_early = 0

@@ -70,7 +70,7 @@ def test_engine_matches_reference_on_a_real_model(real, record_property, capsys)
     wrap = CHAT[name].format
     instances = [replace(by_id[i], prompt=wrap(by_id[i].prompt), source_prompt=wrap(by_id[i].source_prompt))
                  for i in PROMPT_IDS]
-    eos = TransplantEngine(loaded.model, tok).eos.tolist()  # the model's own: generation_config's
+    eos = sorted(TransplantEngine(loaded.model, tok).eos_ids)  # the model's own: generation_config's
     if name == "gemma3_270m":
         eos = sorted({*eos, tok.convert_tokens_to_ids("<end_of_turn>"), *tok.encode("\n", add_special_tokens=False)})
     engine = TransplantEngine(loaded.model, tok, EngineOptions(max_new_tokens=MAX_NEW), eos)

@@ -10,32 +10,33 @@ and with the reference is in ``test_families.py`` (every family) and ``test_deco
 
 from __future__ import annotations
 
-import torch
 from families import tiny_family
 from sweeps import compose_sweep, rows, write_task
 from test_families import INSTANCES
 
 from pipeline.sweep import run
 from pipeline.transplant.engine import EngineOptions, TransplantEngine
-from pipeline.transplant.sharing import history_groups, plan_layers
-
-
-def test_rows_with_equal_instance_and_tokens_form_one_group():
-    instances = torch.tensor([0, 0, 0, 1, 1])
-    history = torch.tensor([[5, 6], [5, 7], [5, 6], [5, 6], [5, 6]])
-    groups = history_groups(instances, history).tolist()
-    assert groups[0] == groups[2] and groups[3] == groups[4]
-    assert len({groups[0], groups[1], groups[3]}) == 3
+from pipeline.transplant.sharing import plan_segments, transitions
 
 
 def test_plan_runs_one_owner_per_group_below_each_rows_depth():
-    # rows 0, 1 in group 0 with depths 3 (vanilla of a 3-layer model) and 1; rows 2, 3 in group 1, depth 2
-    plan = plan_layers(torch.tensor([0, 0, 1, 1]), torch.tensor([3, 1, 2, 2]), n_layers=3, min_saving=0.0)
-    assert plan[0].compute.tolist() == [0, 2] and plan[0].expand.tolist() == [0, 0, 1, 1]
-    assert plan[1].compute.tolist() == [0, 1, 2] and plan[1].expand.tolist() == [0, 1, 2, 2]
-    assert plan[2] is None  # nobody shares layer 2: every row runs it
-    # a threshold: sharing layer 1 saves 1 of 4 rows, below a 30% floor
-    assert plan_layers(torch.tensor([0, 0, 1, 1]), torch.tensor([3, 1, 2, 2]), 3, min_saving=0.3)[1] is None
+    # rows 0, 1 share key A with depths 3 (vanilla of a 3-layer model) and 1; rows 2, 3 share key B, depth 2
+    keys, depth = [("A",), ("A",), ("B",), ("B",)], [3, 1, 2, 2]
+    segments = plan_segments(keys, depth, n_layers=3, min_saving=0.0)
+    assert [(s.first, s.stop, s.rows, s.source) for s in segments] == [
+        (0, 1, [0, 2], [0, 0, 1, 1]),  # owners only: row 1 takes row 0's output, row 3 row 2's
+        (1, 2, [0, 1, 2], [0, 1, 2, 2]),  # row 1 reached its depth
+        (2, 3, [0, 1, 2, 3], [0, 1, 2, 3]),  # nobody shares layer 2: every row runs it
+    ]
+    assert transitions(segments) == [[0, 2], [0, 0, 1], [0, 1, 2, 2]]
+    # a threshold: sharing layer 1 saves 1 of 4 rows, below a 30% floor, so it runs every row
+    floored = plan_segments(keys, depth, 3, min_saving=0.3)
+    assert [(s.first, s.stop, s.rows) for s in floored] == [(0, 1, [0, 2]), (1, 3, [0, 1, 2, 3])]
+
+
+def test_rows_of_other_keys_never_share():
+    segments = plan_segments([(0, (5, 6)), (0, (5, 7)), (1, (5, 6))], [3, 3, 3], n_layers=3, min_saving=0.0)
+    assert len(segments) == 1 and segments[0].full
 
 
 def _expected_layer_steps(gens, n_layers: int) -> int:

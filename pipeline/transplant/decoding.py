@@ -18,9 +18,13 @@ contrastive search, sequence_bias, forced tokens, ...) is refused when the engin
 
 Each row's processor input is what ``generate`` would see for that row alone: its target prompt
 ids (for a transplant row, the target prompt's; the transplant changes activations, not ids) plus
-the ids it generated so far. Rows of a chunk decode in lockstep, so rows whose prompts have the same
-length have histories of the same length; the processors run once per such group on exact,
-unpadded ids, never on padding.
+the ids it generated so far. The rows of a chunk keep these ids left-padded to one width with a
+*sentinel* id, the vocabulary size, that no token has: the processors that read ids (repetition
+penalty, n-gram and bad-word bans) then run once over all rows, on scores with an extra sentinel
+column at -inf (a penalised or banned sentinel changes nothing: no n-gram or bad word contains it,
+and it ends below every token). The three that read the history's *length* (``min_length``,
+``min_new_tokens``, ``begin_suppress_tokens``) run once per group of rows whose prompts have the
+same length, on that group's unpadded ids. All in HF's own order.
 """
 
 from __future__ import annotations
@@ -132,6 +136,10 @@ def check_checkpoint(path: str, revision: str | None, mode: str) -> dict[str, An
     return greedy_settings(config)
 
 
+LENGTH_DEPENDENT = ("min_length", "min_new_tokens", "begin_suppress_tokens")
+"""Settings whose processor reads the length of the history, not only its ids."""
+
+
 class GreedyProcessors:
     """The checkpoint's greedy processors, applied per row of a lockstep chunk.
 
@@ -144,10 +152,11 @@ class GreedyProcessors:
 
     def __init__(self, settings: dict[str, Any], eos_token_ids: Sequence[int], device: torch.device):
         self.settings = dict(settings)
-        self.eos = torch.tensor(sorted(eos_token_ids), dtype=torch.long, device=device)
+        self.eos = torch.tensor(sorted(eos_token_ids), dtype=torch.long).to(device)
         self.device = device
-        self._lists: dict[int, LogitsProcessorList] = {}
+        self._lists: dict[int, list[tuple[str, Any]]] = {}
         self.for_prompt_length(1)  # fail now on malformed values, not mid-sweep
+        self.by_length = any(name in self.settings for name in LENGTH_DEPENDENT)
 
     @classmethod
     def from_model(
@@ -161,56 +170,65 @@ class GreedyProcessors:
         settings = greedy_settings(getattr(model, "generation_config", None))
         return cls(settings, eos_token_ids, device) if settings else None
 
-    def for_prompt_length(self, n: int) -> LogitsProcessorList:
-        """HF's processor list for a prompt of ``n`` ids, in ``_get_logits_processor``'s order."""
+    def for_prompt_length(self, n: int) -> list[tuple[str, Any]]:
+        """(setting, HF processor) for a prompt of ``n`` ids, in ``_get_logits_processor``'s order."""
         if n in self._lists:
             return self._lists[n]
         s, eos, device = self.settings, self.eos, self.device
-        procs = LogitsProcessorList()
+        procs: list[tuple[str, Any]] = []
         try:
             if "repetition_penalty" in s:
-                procs.append(RepetitionPenaltyLogitsProcessor(float(s["repetition_penalty"])))
+                procs.append(("repetition_penalty", RepetitionPenaltyLogitsProcessor(float(s["repetition_penalty"]))))
             if "no_repeat_ngram_size" in s:
-                procs.append(NoRepeatNGramLogitsProcessor(int(s["no_repeat_ngram_size"])))
+                procs.append(("no_repeat_ngram_size", NoRepeatNGramLogitsProcessor(int(s["no_repeat_ngram_size"]))))
             if "bad_words_ids" in s:
-                procs.append(NoBadWordsLogitsProcessor(s["bad_words_ids"], eos))
+                procs.append(("bad_words_ids", NoBadWordsLogitsProcessor(s["bad_words_ids"], eos)))
             if "min_length" in s and len(eos):
-                procs.append(MinLengthLogitsProcessor(int(s["min_length"]), eos, device=device))
+                procs.append(("min_length", MinLengthLogitsProcessor(int(s["min_length"]), eos, device=device)))
             if "min_new_tokens" in s and len(eos):
-                procs.append(MinNewTokensLengthLogitsProcessor(n, int(s["min_new_tokens"]), eos, device=device))
+                procs.append(("min_new_tokens",
+                              MinNewTokensLengthLogitsProcessor(n, int(s["min_new_tokens"]), eos, device=device)))
             if "remove_invalid_values" in s:
-                procs.append(InfNanRemoveLogitsProcessor())
+                procs.append(("remove_invalid_values", InfNanRemoveLogitsProcessor()))
             if "suppress_tokens" in s:
-                procs.append(SuppressTokensLogitsProcessor(s["suppress_tokens"], device=device))
+                procs.append(("suppress_tokens", SuppressTokensLogitsProcessor(s["suppress_tokens"], device=device)))
             if "begin_suppress_tokens" in s:  # first generated step: history length == prompt length
-                procs.append(SuppressTokensAtBeginLogitsProcessor(s["begin_suppress_tokens"], n, device=device))
+                procs.append(("begin_suppress_tokens",
+                              SuppressTokensAtBeginLogitsProcessor(s["begin_suppress_tokens"], n, device=device)))
             if "renormalize_logits" in s:
-                procs.append(LogitNormalization())
+                procs.append(("renormalize_logits", LogitNormalization()))
         except (TypeError, ValueError) as err:
             raise PipelineError(f"the checkpoint's generation_config has an invalid greedy setting: {err}") from err
         self._lists[n] = procs
         return procs
 
     def __call__(
-        self, logits: torch.Tensor, history: torch.Tensor, prompt_len: torch.Tensor, step: int
+        self, logits: torch.Tensor, history: torch.Tensor, step: int, groups: Sequence[tuple[int, torch.Tensor | None]]
     ) -> torch.Tensor:
         """Processed scores of one lockstep step.
 
         Args:
             logits: [R, V] float32 next-token logits of the active rows.
-            history: [R, W] ids per row: its target prompt ids, then its generated ids, then
-                anything (only the first ``prompt_len + step`` columns are read).
-            prompt_len: [R] each row's target prompt length.
+            history: [R, W + step] ids per row: its target prompt ids left-padded with the sentinel
+                id V to the chunk's longest prompt (W), then its generated ids.
             step: tokens generated so far by every active row (lockstep).
+            groups: (prompt length, [r] row indices or None for all rows) of the rows of each
+                prompt length; read only by the length-dependent settings.
 
         Returns:
             [R, V] scores whose argmax is ``generate``'s greedy choice.
         """
-        lengths = prompt_len.unique().tolist()
-        if len(lengths) == 1:
-            return self.for_prompt_length(lengths[0])(history[:, : lengths[0] + step], logits)
-        scores = torch.empty_like(logits)
-        for n in lengths:
-            rows = (prompt_len == n).nonzero()[:, 0]
-            scores[rows] = self.for_prompt_length(n)(history[rows, : n + step], logits[rows])
-        return scores
+        vocab = logits.shape[-1]
+        scores = torch.cat([logits, logits.new_full((len(logits), 1), float("-inf"))], -1)  # the sentinel column
+        for k, (name, processor) in enumerate(self.for_prompt_length(groups[0][0])):
+            if name not in LENGTH_DEPENDENT:
+                scores = processor(history, scores)
+                continue
+            for n, rows in groups:
+                own = self.for_prompt_length(n)[k][1]
+                ids = history[:, history.shape[1] - n - step :]  # the rows' unpadded history (length n + step)
+                if rows is None:
+                    scores = own(ids, scores)
+                else:
+                    scores = scores.index_copy(0, rows, own(ids.index_select(0, rows), scores.index_select(0, rows)))
+        return scores[:, :vocab]

@@ -12,13 +12,18 @@ target layer j at the last token of the target prompt, then decode greedily. The
 2. **Config rows, chunked.** A row is (instance, granularity, i, j), or vanilla. Rows of a chunk
    start at the last target prompt token together; rows with different target layers share the
    batch, each replaced at its own layer j by its own source vector (``sites.transplant``).
-3. **Lockstep greedy decode.** Rows attend to their instance's single shared prefix and their own
-   suffix (``attention.SharedPrefixKV``), finished rows are dropped, the chunk stops when all rows
-   have hit EOS or ``max_new_tokens``. The greedy choice follows the checkpoint's logits processors
-   as ``generate(do_sample=False)`` applies them (``pipeline.transplant.decoding``; ``decoding=plain`` turns
-   them off); log-probabilities and entropies stay on the model's raw distribution.
+3. **Lockstep greedy decode** (``lockstep.py``). Rows attend to their instance's single shared
+   prefix and their own suffix (``prefix.SharedPrefixKV``, all instances of a chunk in one batched
+   computation), finished rows are dropped, the chunk stops when all rows have hit EOS or
+   ``max_new_tokens``. A step reads the device once (the chosen tokens) and uploads its index
+   tensors once. The greedy choice follows the checkpoint's logits processors as
+   ``generate(do_sample=False)`` applies them (``pipeline.transplant.decoding``; ``decoding=plain``
+   turns them off); log-probabilities and entropies stay on the model's raw distribution.
 4. **Shared lower layers.** Rows of an instance that have generated the same tokens run each layer
    below their target layer once per step (``pipeline.transplant.sharing``; ``share_layers``).
+
+Out of memory on the device, a decode chunk halves its rows and a prefill piece its sequences, and
+the same work is retried; cached memory is returned once the exception is gone.
 """
 
 from __future__ import annotations
@@ -32,45 +37,26 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.transplant import attention
-from pipeline.transplant.decoding import DECODING_MODES, GreedyProcessors
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.schema import GRANULARITIES
+from pipeline.transplant import attention
+from pipeline.transplant.configs import Config, Generation
+from pipeline.transplant.decoding import DECODING_MODES, GreedyProcessors
+from pipeline.transplant.host import release_memory, to_device, upload
 from pipeline.transplant.layouts import resolve, unavailable
-from pipeline.transplant.native import CacheSteps, prefix_cache
+from pipeline.transplant.lockstep import ChunkDecode
+from pipeline.transplant.native import prefix_cache
 from pipeline.transplant.padding import prefill_pieces, right_pad
-from pipeline.transplant.sharing import SharedLayers, at_computed_rows, layer_steps
-from pipeline.transplant.sites import Replacement, capture_last, transplant
-from pipeline.transplant.tokens import token_stats
+from pipeline.transplant.prefix import SharedPrefixKV, precision_for
+from pipeline.transplant.sites import capture_last
+from pipeline.transplant.slots import next_chunk
 
 log = logging.getLogger(__name__)
+_OUT_OF_MEMORY = object()  # a forward that ran out of memory (handled outside its except block)
 
-
-@dataclass(frozen=True)
-class Config:
-    """One row of work: vanilla (granularity None) or transplant (granularity, source, target)."""
-
-    instance: int
-    granularity: str | None = None
-    source_layer: int | None = None
-    target_layer: int | None = None
-
-
-@dataclass(frozen=True)
-class Generation:
-    """What one config row produced.
-
-    ``logprob_sum`` sums log p of the tokens in ``token_ids`` (EOS excluded); ``entropy_first`` is
-    the entropy (nats) of the first step's distribution; ``entropy_mean`` the mean over every step
-    taken (the EOS step included, so it is defined even when no token was generated).
-    """
-
-    config: Config
-    token_ids: list[int]
-    logprob_sum: float
-    entropy_first: float
-    entropy_mean: float
+__all__ = ["Config", "EngineOptions", "Generation", "TransplantEngine"]
+SHARED_ATTENTION = ("auto", "rows", "slots")
 
 
 @dataclass(frozen=True)
@@ -81,8 +67,8 @@ class EngineOptions:
         max_new_tokens: greedy decoding budget per row (paper: 20).
         chunk_size: config rows decoded together; halves on out-of-memory.
         instance_batch: instances prefilled together (their rows may share a chunk).
-        simulate_oom_above: debug knob -- a chunk with more rows than this raises an
-            out-of-memory error, to exercise the halving path on CPU.
+        simulate_oom_above: debug knob -- a decode chunk or a prefill piece with more rows than
+            this raises an out-of-memory error, to exercise the halving paths on CPU.
         decoding: ``checkpoint`` applies the generation config's greedy processors as the
             authors' ``generate(do_sample=False)`` does; ``plain`` is pure argmax.
         length_aware: instance batches group instances of similar prompt length
@@ -96,6 +82,12 @@ class EngineOptions:
             layer (the A/B of the benchmark). Results are identical either way.
         share_min_saving: a layer is shared only where that saves at least this share of its
             rows; below it the gather/scatter costs more than it saves (``docs/performance.md``).
+        dead_slot_share: the kernel's suffix buffers are compacted when more than this share of
+            their slots hold finished rows or padding (0: whenever a row finishes); None: 0 on the
+            CPU (FLOPs are dear), 0.5 on a GPU (ops are). Results are identical either way.
+        shared_attention: at a shared layer, ``rows`` attends for the rows that run it, ``slots``
+            for every slot of the chunk (fewer ops, more FLOPs; ``prefix.SharedPrefixKV``);
+            ``auto``: rows on the CPU, slots on a GPU. Results are identical either way.
     """
 
     max_new_tokens: int = 20
@@ -107,22 +99,34 @@ class EngineOptions:
     prefill_slack: float = 0.25
     share_layers: bool = True
     share_min_saving: float = 0.0
+    dead_slot_share: float | None = None
+    shared_attention: str = "auto"
 
     def __post_init__(self):
         if self.decoding not in DECODING_MODES:
             raise PipelineError(f"decoding '{self.decoding}' is not valid; valid: {', '.join(DECODING_MODES)}")
+        if self.shared_attention not in SHARED_ATTENTION:
+            raise PipelineError(f"shared_attention '{self.shared_attention}' is not valid; valid: "
+                                f"{', '.join(SHARED_ATTENTION)}")  # fmt: skip
+
+    def for_device(self, device: torch.device) -> tuple[float, str]:
+        """(dead_slot_share, shared_attention) resolved for ``device``: CPU FLOPs, GPU kernel launches."""
+        cpu = device.type == "cpu"
+        dead = self.dead_slot_share if self.dead_slot_share is not None else (0.0 if cpu else 0.5)
+        shared = self.shared_attention if self.shared_attention != "auto" else ("rows" if cpu else "slots")
+        return dead, shared
 
 
 @dataclass
 class _Prefilled:
-    """Per-instance-batch state after the prefill."""
+    """Per-instance-batch state after the prefill (lists are host data, indexed by group g)."""
 
     bank: torch.Tensor  # [G, len(GRANULARITIES), N, H] source activations
-    last_token: torch.Tensor  # [G] last target prompt token id
-    last_position: torch.Tensor  # [G] its position (= prefix length)
-    kv: attention.SharedPrefixKV | None  # the kernel route's shared prefixes
+    last_token: list[int]  # last target prompt token id
+    prefix_len: list[int]  # its position (= prefix length)
+    kv: SharedPrefixKV | None  # the kernel route's shared prefixes
     caches: list | None  # the cache route's per-instance prefix caches (None: empty prefix)
-    prompts: torch.Tensor  # [G, P_max] target prompt ids, right-padded (input of the processors)
+    prompts_left: torch.Tensor | None  # [G, W] target prompt ids left-padded with the sentinel id (processors)
     slot: dict[int, int]  # instance index -> its group g in this batch
 
 
@@ -142,11 +146,14 @@ class TransplantEngine:
         self.sites = resolve(model)
         self.layers = self.sites.layers
         self.n_layers = len(self.layers)
-        self.device = next(model.parameters()).device
+        param = next(model.parameters())
+        self.device = param.device
+        self.precision = precision_for(param.dtype, self.device)
         if self.sites.route == "kernel":
             model.set_attn_implementation(attention.register(attention.base_implementation(model)))
-        self.eos = torch.tensor(sorted(self._eos_ids(eos_token_ids)), dtype=torch.long, device=self.device)
-        self.processors = GreedyProcessors.from_model(model, options.decoding, self.eos.tolist(), self.device)
+        self.eos_ids = frozenset(self._eos_ids(eos_token_ids))  # host: a step's chosen tokens are read there
+        self.processors = GreedyProcessors.from_model(model, options.decoding, sorted(self.eos_ids), self.device)
+        self.vocab = model.get_output_embeddings().weight.shape[0]  # the processors' sentinel id
         if options.max_new_tokens < 1:
             raise PipelineError(f"max_new_tokens must be >= 1, got {options.max_new_tokens}")
         if options.chunk_size < 1:
@@ -241,7 +248,7 @@ class TransplantEngine:
         pieces of similar length (:func:`prefill_pieces`), each right-padded only to its own
         longest sequence: a 1,100-token context no longer makes every short prompt of its batch
         pay for 1,100 positions of MLP and quadratic attention. Each piece fills its rows of the
-        bank and its instances' prefix keys/values.
+        bank and its instances' prefix keys/values; a piece that runs out of memory is split in two.
         """
         sources = [source for source, _ in tokens]
         targets = [target for _, target in tokens]
@@ -249,163 +256,90 @@ class TransplantEngine:
         seqs = sources + prefixes  # row r < n: source of group r; row n + g: prefix of group g
         n = len(members)
         kernel = self.sites.route == "kernel"
-        kv = attention.SharedPrefixKV(self.n_layers) if kernel else None
+        kv = SharedPrefixKV(self.n_layers, self.device, self.precision, *self.options.for_device(self.device)) if kernel else None
         width = max(len(p) for p in prefixes)
-        bank: torch.Tensor | None = None
-        decoder = self.model.get_decoder()
+        banks: list[tuple[list[int], torch.Tensor]] = []
         lengths = [len(q) for q in (seqs if kernel else sources)]  # the cache route runs prefixes below
-        for piece in prefill_pieces(lengths, self.options.prefill_slack):
-            ids, mask = right_pad([seqs[r] for r in piece], self.tokenizer.pad_token_id)
-            src = [k for k, r in enumerate(piece) if r < n]
-            pre = [k for k, r in enumerate(piece) if r >= n]
-            if kernel:
-                kv.record_prefix(
-                    torch.tensor(pre, dtype=torch.long, device=self.device), [piece[k] - n for k in pre],
-                    [len(seqs[piece[k]]) for k in pre], n, width,
-                )  # fmt: skip
-            rows = torch.tensor(src, dtype=torch.long, device=self.device)
-            last = torch.tensor([len(seqs[piece[k]]) - 1 for k in src], dtype=torch.long, device=self.device)
-            with (
-                capture_last(self.model, rows, last) if src else nullcontext() as part,
-                attention.bound(self.sites.attn, kv) if kernel else nullcontext(),
-            ):
-                decoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
-            if kernel:
-                kv.stop_recording()
-            if src:
-                if bank is None:
-                    bank = part.new_zeros((n, *part.shape[1:]))
-                bank[[piece[k] for k in src]] = part
-        assert bank is not None  # every source prompt has at least one token (_tokenize)
-        prompts, _ = right_pad(targets, self.tokenizer.pad_token_id)
+        queue = prefill_pieces(lengths, self.options.prefill_slack)
+        while queue:
+            piece = queue.pop(0)
+            try:
+                self._check_oom(len(piece))
+                part = self._prefill_piece(piece, seqs, n, width, kv)
+            except torch.OutOfMemoryError:
+                if len(piece) == 1:
+                    raise
+                part = _OUT_OF_MEMORY
+            if part is _OUT_OF_MEMORY:  # outside the except block: the failed forward's tensors are freed
+                log.warning("out of memory on a prefill piece of %d sequences; retrying in halves", len(piece))
+                release_memory(self.device)
+                queue[:0] = [piece[: len(piece) // 2], piece[len(piece) // 2 :]]
+            elif part is not None:
+                banks.append(part)
+        decoder = self.model.get_decoder()
+        captured = [g for groups, _ in banks for g in groups]  # the group of each captured bank row
+        order = upload([sorted(range(n), key=captured.__getitem__)], self.device)[0]
+        bank = torch.cat([b for _, b in banks]).index_select(0, order)
         return _Prefilled(
             bank=bank,
-            last_token=torch.tensor([t[-1] for t in targets], device=self.device),
-            last_position=torch.tensor([len(p) for p in prefixes], device=self.device),
+            last_token=[t[-1] for t in targets],
+            prefix_len=[len(p) for p in prefixes],
             kv=kv,
             caches=None if kernel else [prefix_cache(decoder, p, self.device) for p in prefixes],
-            prompts=prompts.to(self.device),
+            prompts_left=self._prompts_left(targets) if self.processors is not None else None,
             slot={instance: g for g, instance in enumerate(members)},
         )
 
+    def _prefill_piece(self, piece: list[int], seqs: list[list[int]], n: int, width: int,
+                       kv: SharedPrefixKV | None) -> tuple[list[int], torch.Tensor] | None:  # fmt: skip
+        """One prefill forward over ``seqs[piece]``: (source groups captured, their bank rows) or None."""
+        ids, _ = right_pad([seqs[r] for r in piece], self.tokenizer.pad_token_id)
+        src = [k for k, r in enumerate(piece) if r < n]
+        pre = [k for k, r in enumerate(piece) if r >= n]
+        if kv is not None:
+            kv.record_prefix(pre, [piece[k] - n for k in pre], [len(seqs[piece[k]]) for k in pre], n, width)
+        rows, last = upload([src, [len(seqs[piece[k]]) - 1 for k in src]], self.device)
+        try:
+            with (
+                capture_last(self.model, rows, last) if src else nullcontext() as part,
+                attention.bound(self.sites.attn, kv) if kv is not None else nullcontext(),
+            ):  # right padding needs no mask: a causal position never reads a later one
+                self.model.get_decoder()(input_ids=to_device(ids, self.device), use_cache=False)
+        finally:
+            if kv is not None:
+                kv.stop_recording()
+        return ([piece[k] for k in src], part) if src else None
+
+    def _prompts_left(self, targets: list[list[int]]) -> torch.Tensor:
+        """[G, W] target prompt ids left-padded with the sentinel id (the processors' history)."""
+        width = max(len(t) for t in targets)
+        rows = [[self.vocab] * (width - len(t)) + t for t in targets]
+        return upload([[x for row in rows for x in row]], self.device)[0].view(len(targets), width)
+
+    def _check_oom(self, rows: int) -> None:
+        if self.options.simulate_oom_above is not None and rows > self.options.simulate_oom_above:
+            raise torch.OutOfMemoryError(f"simulated out of memory: a forward of {rows} rows")
+
     # -- rows ------------------------------------------------------------------------------------
     def _run_rows(self, state: _Prefilled, rows: list[Config]) -> Iterator[Generation]:
-        """Chunks rows; on out-of-memory halves the chunk size and retries the same rows.
-
-        The rows left are split into equal chunks of at most ``size`` rows (772 rows with size 256
-        make 4 chunks of 193, not 3 of 256 and one of 4 that would cost a full decode loop).
-        """
+        """Chunks rows (:func:`~.slots.next_chunk`); on out-of-memory halves the chunk size and
+        retries the same rows."""
         size = self.options.chunk_size
         done = 0
+        instance_of = [c.instance for c in rows]
         while done < len(rows):
-            left = len(rows) - done
-            n_chunks = -(-left // size)  # ceil(left / size)
-            chunk = rows[done : done + -(-left // n_chunks)]
+            chunk = rows[done : done + next_chunk(instance_of[done:], size)]
             try:
-                results = self._decode_chunk(state, chunk)
+                self._check_oom(len(chunk))
+                results = ChunkDecode(self, state, chunk).run()
             except torch.OutOfMemoryError:
-                if size == 1:
+                if len(chunk) == 1:
                     raise
-                size = max(1, size // 2)
+                size = max(1, min(size, len(chunk)) // 2)
+                results = _OUT_OF_MEMORY
+            if results is _OUT_OF_MEMORY:  # outside the except block: the failed chunk's tensors are freed
                 log.warning("out of memory on a chunk of %d rows; retrying with chunk_size=%d", len(chunk), size)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                release_memory(self.device)
                 continue
             yield from results
             done += len(chunk)
-
-    def _plan(self, state: _Prefilled, chunk: list[Config]) -> dict[tuple[str, int], Replacement]:
-        """Which rows get which source vector at which (granularity, target layer) site."""
-        members: dict[tuple[str, int], list[int]] = {}
-        for r, c in enumerate(chunk):
-            if c.granularity is not None:
-                members.setdefault((c.granularity, c.target_layer), []).append(r)
-        plan = {}
-        for (granularity, layer), rows in members.items():
-            g = GRANULARITIES.index(granularity)
-            groups = torch.tensor([state.slot[chunk[r].instance] for r in rows], device=self.device)
-            sources = torch.tensor([chunk[r].source_layer for r in rows], device=self.device)
-            index = torch.tensor(rows, device=self.device)
-            plan[(granularity, layer)] = Replacement(
-                rows=index, positions=torch.zeros_like(index), vectors=state.bank[groups, g, sources]
-            )
-        return plan
-
-    def _decode_chunk(self, state: _Prefilled, chunk: list[Config]) -> list[Generation]:
-        """Transplant at the last prompt token, then greedy lockstep decoding of the chunk."""
-        if self.options.simulate_oom_above is not None and len(chunk) > self.options.simulate_oom_above:
-            raise torch.OutOfMemoryError(f"simulated out of memory: chunk of {len(chunk)} rows")
-        steps = self.options.max_new_tokens
-        group = torch.tensor([state.slot[c.instance] for c in chunk], device=self.device)
-        if state.kv is not None:
-            stepper = attention.KernelSteps(self.model, self.sites.attn, state.kv, group, steps)
-        else:
-            g = state.slot[chunk[0].instance]
-            stepper = CacheSteps(self.model, state.caches[g], len(chunk), int(state.last_position[g]))
-        active = torch.arange(len(chunk), device=self.device)  # chunk rows still generating
-        tokens = state.last_token[group]
-        positions = state.last_position[group]
-        out_tokens = torch.full((len(chunk), steps), -1, dtype=torch.long, device=self.device)
-        logprobs = torch.zeros(len(chunk), steps, dtype=torch.float64, device=self.device)
-        entropies = torch.zeros(len(chunk), steps, dtype=torch.float64, device=self.device)
-        n_steps = torch.zeros(len(chunk), dtype=torch.long, device=self.device)
-        if self.processors is not None:  # [C, P_max + steps]: target prompt ids, then generated ids
-            prompt_len = positions + 1  # [C]
-            history = torch.cat([state.prompts[group], out_tokens.new_zeros(len(chunk), steps)], dim=1)
-        plan = self._plan(state, chunk)
-        shared = None
-        if self.options.share_layers and state.kv is not None and len(chunk) > 1:
-            shared = SharedLayers(self.layers, [c.target_layer for c in chunk], self.options.share_min_saving,
-                                  self.device)  # fmt: skip
-        for t in range(steps):
-            if shared is not None:
-                layers = shared.step(t, group[active], out_tokens[active, :t])
-                state.kv.share(layers)
-                self.decode_layer_steps += layer_steps(layers, len(active))
-                if t == 0:  # a replaced row runs its target layer itself, at its place among the computed rows
-                    plan = {site: at_computed_rows(rep, layers[site[1]]) for site, rep in plan.items()}
-            else:
-                self.decode_layer_steps += self.n_layers * len(active)
-            with transplant(self.model, plan if t == 0 else {}), shared.applied() if shared else nullcontext():
-                logits = stepper.logits(tokens, positions)
-            scores = None
-            if self.processors is not None:
-                scores = self.processors(logits, history[active], prompt_len[active], t)
-            choice, logprob, entropy = token_stats(logits, scores)
-            if self.processors is not None:
-                history[active, prompt_len[active] + t] = choice
-            out_tokens[active, t] = choice
-            logprobs[active, t] = logprob.double()
-            entropies[active, t] = entropy.double()
-            n_steps[active] += 1
-            finished = torch.isin(choice, self.eos)
-            if t == steps - 1 or bool(finished.all()):
-                break
-            stepper.advance()
-            if bool(finished.any()):
-                keep = (~finished).nonzero()[:, 0]
-                stepper.keep(keep)
-                if shared is not None:
-                    shared.keep(keep)
-                active, choice, positions = active[keep], choice[keep], positions[keep]
-            tokens, positions = choice, positions + 1
-        return self._collect(chunk, out_tokens.cpu(), logprobs.cpu(), entropies.cpu(), n_steps.cpu())
-
-    def _collect(self, chunk, out_tokens, logprobs, entropies, n_steps) -> list[Generation]:
-        eos = set(self.eos.tolist())
-        results = []
-        for r, config in enumerate(chunk):
-            taken = int(n_steps[r])
-            ids = out_tokens[r, :taken].tolist()
-            kept = taken - 1 if ids and ids[-1] in eos else taken
-            results.append(
-                Generation(
-                    config=config,
-                    token_ids=ids[:kept],
-                    logprob_sum=float(logprobs[r, :kept].sum()),
-                    entropy_first=float(entropies[r, 0]),
-                    entropy_mean=float(entropies[r, :taken].mean()),
-                )
-            )
-        return results
-

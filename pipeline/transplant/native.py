@@ -14,17 +14,20 @@ state per row instead of one per instance.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from pipeline.transplant.host import upload
 
 
 def prefix_cache(decoder: nn.Module, prefix: list[int], device: torch.device):
     """The model's own cache after reading ``prefix`` (batch 1), or None for an empty prefix."""
     if not prefix:
         return None
-    ids = torch.tensor([prefix], dtype=torch.long, device=device)
-    out = decoder(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    ids = upload([prefix], device)[0][None, :]
+    out = decoder(input_ids=ids, use_cache=True)
     return out.cache
 
 
@@ -40,24 +43,36 @@ class CacheSteps:
 
     def __init__(self, model: nn.Module, cache, n_rows: int, prefix_len: int):
         self.model = model
-        self.length = prefix_len
+        self.prefix_len = prefix_len
+        self.rows: list[int] = list(range(n_rows))
         self.cache = None
+        self.t = 0
         if cache is not None:
             self.cache = copy.deepcopy(cache)
             self.cache.reorder_cache(torch.zeros(n_rows, dtype=torch.long, device=next(model.parameters()).device))
 
+    def plan(self, t: int, rows: Sequence[int], _segments, arrays: list):
+        """Adds the rows to keep (when some finished) to the step's upload; returns its receiver."""
+        self.t = t
+        if len(rows) == len(self.rows):
+            return lambda _tensors: None
+        position = {r: k for k, r in enumerate(self.rows)}
+        arrays.append([position[r] for r in rows])
+        self.rows = list(rows)
+        at = len(arrays) - 1
+
+        def receive(tensors):
+            if self.cache is not None:
+                self.cache.reorder_cache(tensors[at])
+
+        return receive
+
     def logits(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """[B, V] float32 next-token logits after feeding ``tokens`` [B] (positions follow the cache)."""
-        mask = torch.ones((len(tokens), self.length + 1), dtype=torch.long, device=tokens.device)
-        out = self.model(
-            input_ids=tokens[:, None], attention_mask=mask, cache=self.cache, use_cache=True, logits_to_keep=1
-        )
+        """[B, V] float32 next-token logits after feeding ``tokens`` [B] (positions follow the cache).
+
+        No attention mask: nothing is padded, and a mask of ones would make transformers check
+        it on the host at every step (a synchronisation).
+        """
+        out = self.model(input_ids=tokens[:, None], cache=self.cache, use_cache=True, logits_to_keep=1)
         self.cache = out.cache
         return out.logits[:, -1].float()
-
-    def advance(self) -> None:
-        self.length += 1
-
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keeps only ``rows`` (still generating), in order."""
-        self.cache.reorder_cache(rows)

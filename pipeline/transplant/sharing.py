@@ -11,26 +11,30 @@ in every layer below their *share depth*:
 - a transplant row at target layer j: layers 0..j-1 at the last prompt token (depth j), layers
   0..j at later steps (depth j + 1).
 
-Per step, :class:`SharedLayers` groups the chunk's rows by (instance, generated history); for each
-group one *owner* row (the deepest one, so one owner serves every layer the group shares) runs a
-shared layer and every member takes its output. Layer k then runs on the rows that do not share
-it plus one owner per group (:class:`LayerShare`). The decoder layer itself is not re-implemented:
-a pre-hook selects the rows of every batch-shaped tensor the layer receives (hidden states,
-position embeddings, position ids, masks) and a post-hook copies the owners' outputs back to the
-full batch; the shared-prefix kernel (``attention.SharedPrefixKV``) writes the owner's key/value
-into each member's suffix slot, so a group that splits later still reads its own history.
+Per step the rows are grouped by (instance, generated history), on the host, from the tokens the
+step loop already copied there (:func:`plan_segments`); no device work and no synchronisation.
+The group's *owner* is its deepest row (the lowest index among equals), so one owner serves every
+layer the group shares. A row that is not an owner computes layer k itself once k reaches its
+depth; the rows computing a layer grow with k, so the layers split into *segments* of consecutive
+layers run on the same rows. The forward's hidden state carries only a segment's rows from one
+layer to the next; at a segment's first layer a pre-hook gathers the new segment's rows from the
+previous one (a row that joins takes its owner's output), and after the last layer a post-hook
+expands back to every row. The decoder layer itself is not re-implemented; the other batch-shaped
+inputs of a layer (position embeddings, position ids) are gathered once per segment. The
+shared-prefix kernel (``prefix.SharedPrefixKV``) writes each owner's key/value into the suffix
+slot of every row that takes its output, so a group that splits later still reads its own history.
 
 Exactness: the rows taken from an owner would have computed the same values themselves (up to the
 last bits of a GEMM run at another batch size, as any batched decode); token ids match the
-per-row path. A layer whose sharing would save fewer than ``min_saving`` of its rows runs all rows
-(the gather/scatter would cost more than the rows it saves; ``docs/performance.md``).
+per-row path. A segment whose sharing would save fewer than ``min_saving`` of its rows runs all
+rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -38,117 +42,164 @@ from torch import nn
 from pipeline.transplant.sites import Replacement
 
 
-@dataclass(frozen=True)
-class LayerShare:
-    """Rows of one layer at one step.
+@dataclass
+class Segment:
+    """Layers ``first .. stop - 1`` of one step, run on the same rows.
 
     Attributes:
-        compute: [b] chunk rows that run the layer (ascending, so still grouped by instance).
-        expand: [B] for every chunk row, the index in ``compute`` of the row whose output it takes
-            (itself when it does not share the layer).
+        rows: batch positions that run these layers (ascending).
+        source: for every batch position, the index into ``rows`` of the row whose state it takes
+            (itself when it runs the layers).
+        take: device [len(rows)] index into the previous segment's rows (into the full batch for
+            the first segment) that builds this segment's hidden state; None when unchanged.
+        rows_index: device [len(rows)] ``rows``, to gather the layer's other batch inputs.
     """
 
-    compute: torch.Tensor
-    expand: torch.Tensor
+    first: int
+    stop: int
+    rows: list[int]
+    source: list[int]
+    take: torch.Tensor | None = None
+    rows_index: torch.Tensor | None = None
+    _inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def full(self) -> bool:
+        return len(self.rows) == len(self.source)
+
+    def select(self, value):
+        """``value`` with this segment's rows of every batch-shaped tensor (once per tensor and step)."""
+        if self.full:
+            return value
+        if isinstance(value, torch.Tensor):
+            if not value.dim() or value.shape[0] != len(self.source):
+                return value
+            cached = self._inputs.get(id(value))
+            if cached is None or cached[0] is not value:
+                cached = self._inputs[id(value)] = (value, value.index_select(0, self.rows_index))
+            return cached[1]
+        if isinstance(value, tuple):
+            return tuple(self.select(v) for v in value)
+        if isinstance(value, list):
+            return [self.select(v) for v in value]
+        return value
 
 
-def share_depths(target_layers: Sequence[int | None], n_layers: int) -> torch.Tensor:
-    """[B] depth of a chunk's rows at the last prompt token: j for a transplant row, N for vanilla (None).
+def share_depth(target_layer: int | None, n_layers: int, t: int) -> int:
+    """Layers a row shares with the rows of its history at step ``t`` (vanilla: all N)."""
+    if target_layer is None:
+        return n_layers
+    return min(n_layers, target_layer + (t > 0))
 
-    At every later step a transplant row's target layer itself is shared too (depth j + 1, at most
-    N), vanilla's stays N: :meth:`SharedLayers.step`.
+
+def plan_segments(keys: Sequence[Hashable], depth: Sequence[int], n_layers: int, min_saving: float) -> list[Segment]:
+    """The segments of one step for rows with sharing ``keys`` (instance, history) and ``depth``.
+
+    One full segment when nothing is shared. A segment saving fewer than ``min_saving`` of the
+    rows runs every row (its neighbours may still share).
     """
-    return torch.tensor([n_layers if j is None else j for j in target_layers], dtype=torch.long)
+    batch = len(keys)
+    owner: dict[Hashable, int] = {}
+    for r, key in enumerate(keys):
+        o = owner.get(key)
+        if o is None or depth[r] > depth[o]:
+            owner[key] = r
+    owner_of = [owner[key] for key in keys]
+    joins = sorted({depth[r] for r in range(batch) if owner_of[r] != r and 0 < depth[r] < n_layers})
+    bounds = [0, *joins, n_layers]
+    everyone = list(range(batch))
+    segments: list[Segment] = []
+    for first, stop in zip(bounds, bounds[1:]):
+        rows = [r for r in range(batch) if owner_of[r] == r or depth[r] <= first]
+        if batch - len(rows) < max(1, min_saving * batch):
+            rows = everyone
+        position = {r: m for m, r in enumerate(rows)}
+        source = [position.get(r, position.get(owner_of[r])) for r in range(batch)]
+        if segments and rows == segments[-1].rows:
+            segments[-1].stop = stop
+        else:
+            segments.append(Segment(first, stop, rows, source))
+    return segments
 
 
-def history_groups(instances: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """[B] group id of each row: rows with equal instance and equal generated tokens (history [B, t])."""
-    keys = torch.cat([instances[:, None], history], dim=1)
-    return torch.unique(keys, dim=0, return_inverse=True)[1]
+def layer_steps(segments: Sequence[Segment]) -> int:
+    """Rows x layers run in one step."""
+    return sum(len(s.rows) * (s.stop - s.first) for s in segments)
 
 
-def plan_layers(groups: torch.Tensor, depth: torch.Tensor, n_layers: int, min_saving: float) -> list[LayerShare | None]:
-    """Per layer, which rows run it (None: all rows; sharing there would save too little).
-
-    The owner of a group is its deepest row (lowest index among equals): every row that shares
-    layer k has depth > k, so the owner shares it too.
-    """
-    batch = len(groups)
-    rows = torch.arange(batch, device=groups.device)
-    n_groups = int(groups.max()) + 1 if batch else 0
-    # deepest row per group, lowest index among equals: maximise depth * B - row
-    score = depth * batch - rows
-    best = torch.full((n_groups,), -1, dtype=torch.long, device=groups.device).scatter_reduce(
-        0, groups, score, reduce="amax"
-    )
-    owner_of_row = torch.remainder(-best[groups], batch)  # the row index back from its score
-    plan: list[LayerShare | None] = []
-    for k in range(n_layers):
-        owner = torch.where(depth > k, owner_of_row, rows)
-        compute = torch.unique(owner)  # sorted
-        saved = batch - len(compute)
-        if saved == 0 or saved < min_saving * batch:
-            plan.append(None)
-            continue
-        plan.append(LayerShare(compute=compute, expand=torch.searchsorted(compute, owner)))
-    return plan
+def transitions(segments: Sequence[Segment]) -> list[list[int] | None]:
+    """Per segment, the index into the previous segment's rows (the batch, for the first) that
+    builds its hidden state; None where the rows are the same."""
+    out: list[list[int] | None] = []
+    previous: Segment | None = None
+    for s in segments:
+        if previous is None:
+            out.append(None if s.full else s.rows)
+        else:
+            out.append([previous.source[r] for r in s.rows])
+        previous = s
+    return out
 
 
-def at_computed_rows(rep: Replacement, share: LayerShare | None) -> Replacement:
-    """``rep`` with its rows as indices into the rows that run the layer (``share.compute``)."""
-    if share is None:
-        return rep
-    return Replacement(rows=share.expand[rep.rows], positions=rep.positions, vectors=rep.vectors)
-
-
-def layer_steps(plan: Sequence[LayerShare | None], batch: int) -> int:
-    """Rows x layers run in one step under ``plan``."""
-    return sum(batch if share is None else len(share.compute) for share in plan)
+def at_computed_rows(rep: Replacement, source: torch.Tensor) -> Replacement:
+    """``rep`` with its rows as indices into the rows that run the layer (``source`` of its segment)."""
+    return Replacement(rows=source[rep.rows], positions=rep.positions, vectors=rep.vectors)
 
 
 class SharedLayers:
-    """The sharing state of one chunk: depths, the per-step plan and the hooks that apply it."""
+    """Hooks that run each step's segments (set with :meth:`set`) on the decoder ``layers``.
 
-    def __init__(self, layers: Sequence[nn.Module], target_layers: Sequence[int | None], min_saving: float,
-                 device: torch.device):  # fmt: skip
+    Enter :meth:`applied` inside any ``sites.transplant`` block of the same forward: its post-hook
+    must run after the transplant's (which index the rows a layer actually runs), its pre-hooks
+    (prepended) before.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module]):
         self.layers = layers
-        self.min_saving = min_saving
-        self.depth = share_depths(target_layers, len(layers)).to(device)  # at the last prompt token
-        self.plan: list[LayerShare | None] = [None] * len(layers)
+        self.segment_at: list[Segment] = []
+        self.expand: torch.Tensor | None = None
 
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keeps only ``rows`` of the chunk (the ones still generating), in order."""
-        self.depth = self.depth.index_select(0, rows)
-
-    def step(self, t: int, instances: torch.Tensor, history: torch.Tensor) -> list[LayerShare | None]:
-        """Plans step ``t`` for rows of ``instances`` [B] that generated ``history`` [B, t]."""
-        n_layers = len(self.layers)
-        depth = self.depth if t == 0 else self.depth + (self.depth < n_layers)  # later: j + 1; vanilla stays N
-        self.plan = plan_layers(history_groups(instances, history), depth, n_layers, self.min_saving)
-        return self.plan
+    def set(self, segments: Sequence[Segment], expand: torch.Tensor | None) -> None:
+        """This step's segments (device indices filled in) and the final expansion (None: all rows ran)."""
+        self.segment_at = [s for s in segments for _ in range(s.first, s.stop)]
+        self.expand = expand
 
     @contextmanager
     def applied(self) -> Iterator[None]:
-        """Hooks that run each shared layer on its rows only, for the forwards inside the block.
-
-        Enter it inside any ``sites.transplant`` block: its post-hooks must run after the
-        transplant's (which index the rows a layer actually runs), its pre-hooks (prepended)
-        before.
-        """
         with ExitStack() as stack:
-            for layer, share in zip(self.layers, self.plan):
-                if share is None:
-                    continue
-                batch = len(share.expand)
-                pre = layer.register_forward_pre_hook(_select(share.compute, batch), with_kwargs=True, prepend=True)
-                stack.callback(pre.remove)
-                post = layer.register_forward_hook(_expand(share.expand, len(share.compute)))
-                stack.callback(post.remove)
+            for k, layer in enumerate(self.layers):
+                handle = layer.register_forward_pre_hook(self._pre_hook(k), with_kwargs=True, prepend=True)
+                stack.callback(handle.remove)
+            handle = self.layers[-1].register_forward_hook(self._post_hook)
+            stack.callback(handle.remove)
             yield
+
+    def _pre_hook(self, k: int):
+        def hook(_module, args, kwargs):
+            segment = self.segment_at[k]
+            if segment.full and segment.take is None:
+                return None
+            if args:
+                hidden, args = args[0], args[1:]
+            else:
+                hidden = kwargs.pop("hidden_states")
+            if k == segment.first and segment.take is not None:
+                hidden = hidden.index_select(0, segment.take)
+            args = segment.select(args)
+            kwargs = {name: segment.select(value) for name, value in kwargs.items()}
+            return (hidden, *args), kwargs
+
+        return hook
+
+    def _post_hook(self, _module, _args, output):
+        if self.expand is None:
+            return None
+        computed = len(self.segment_at[-1].rows)
+        return _take(output, self.expand, computed)
 
 
 def _take(value, rows: torch.Tensor, batch: int):
-    """``value`` with the ``rows`` of every tensor whose first dimension is the batch (nested tuples too)."""
+    """``value`` with the ``rows`` of every tensor whose first dimension is ``batch`` (nested tuples too)."""
     if isinstance(value, torch.Tensor):
         return value.index_select(0, rows) if value.dim() and value.shape[0] == batch else value
     if isinstance(value, tuple):
@@ -156,17 +207,3 @@ def _take(value, rows: torch.Tensor, batch: int):
     if isinstance(value, list):
         return [_take(v, rows, batch) for v in value]
     return value
-
-
-def _select(compute: torch.Tensor, batch: int):
-    def pre_hook(_module, args, kwargs):
-        return _take(args, compute, batch), {k: _take(v, compute, batch) for k, v in kwargs.items()}
-
-    return pre_hook
-
-
-def _expand(expand: torch.Tensor, computed: int):
-    def hook(_module, _args, output):
-        return _take(output, expand, computed)
-
-    return hook

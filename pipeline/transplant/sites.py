@@ -112,24 +112,21 @@ def capture_last(
     hidden = model.config.hidden_size
     param = next(model.parameters())
     bank = torch.zeros(len(rows), len(GRANULARITIES), len(layers), hidden, dtype=param.dtype, device=param.device)
-    released = GRANULARITIES.index("attn_released")
-
     shapes: dict[int, tuple[int, int]] = {}  # layer -> (B, T) of the forward running through it
+    outputs: dict[tuple[str, int], torch.Tensor] = {}  # (granularity, layer) -> [R, H]
+    inputs: dict[int, torch.Tensor] = {}  # layer -> [R, H] its input hidden state
 
-    def make_hook(g: int, k: int):
+    def make_hook(granularity: str, k: int):
         def hook(_module, _args, output):
-            if g == released:  # layer input (stored by the pre-hook) + attention output
-                bank[:, g, k] += _hidden(output, shapes[k])[rows, positions]
-            else:
-                bank[:, g, k] = _hidden(output, shapes[k])[rows, positions]
+            outputs[(granularity, k)] = _hidden(output, shapes[k])[rows, positions]
 
         return hook
 
     def make_input_hook(k: int):
         def pre_hook(_module, args, kwargs):
-            inputs = _layer_input(args, kwargs)  # [B, T, H]
-            shapes[k] = tuple(inputs.shape[:2])
-            bank[:, released, k] = inputs[rows, positions]
+            layer_input = _layer_input(args, kwargs)  # [B, T, H]
+            shapes[k] = tuple(layer_input.shape[:2])
+            inputs[k] = layer_input[rows, positions]
 
         return pre_hook
 
@@ -137,13 +134,17 @@ def capture_last(
         for k, layer in enumerate(layers):
             handle = layer.register_forward_pre_hook(make_input_hook(k), with_kwargs=True)
             stack.callback(handle.remove)
-        for g, granularity in enumerate(GRANULARITIES):
+        for granularity in ("attn", "ffn", "block"):  # attn_released reads attn's module
             for k in range(len(layers)):
-                if k in sites.missing(granularity):  # a hybrid layer without that module: its slot stays 0
-                    continue
-                handle = sites.module(granularity, k).register_forward_hook(make_hook(g, k))
-                stack.callback(handle.remove)
+                if k not in sites.missing(granularity):  # a hybrid layer without that module: its slot stays 0
+                    handle = sites.module(granularity, k).register_forward_hook(make_hook(granularity, k))
+                    stack.callback(handle.remove)
         yield bank
+    # the forward has run: one stack per granularity, one copy into the bank
+    zero = bank.new_zeros((len(rows), hidden))
+    column = {g: torch.stack([outputs.get((g, k), zero) for k in range(len(layers))]) for g in ("attn", "ffn", "block")}
+    column["attn_released"] = torch.stack([inputs[k] for k in range(len(layers))]) + column["attn"]
+    bank.copy_(torch.stack([column[g] for g in GRANULARITIES]).permute(2, 0, 1, 3))  # [G, N, R, H] -> [R, G, N, H]
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def transplant(model: nn.Module, plan: Mapping[tuple[str, int], Replacement]) ->
 
     ``plan[(granularity, target_layer)]`` says which rows get which vector at that site. The forward
     continues from the replaced value, so later layers and the KV cache of the replaced position
-    see the transplant.
+    see the transplant. The replacing hooks run before any forward hook already registered on the
+    same module (``sharing.SharedLayers`` expands the rows of the last layer after them).
     """
     sites = resolve(model)
     layers = sites.layers
@@ -195,6 +197,6 @@ def transplant(model: nn.Module, plan: Mapping[tuple[str, int], Replacement]) ->
                 raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
             handle = layers[layer].register_forward_pre_hook(make_shape_hook(layer), with_kwargs=True)
             stack.callback(handle.remove)
-            handle = sites.module(granularity, layer).register_forward_hook(make_hook(rep, layer))
+            handle = sites.module(granularity, layer).register_forward_hook(make_hook(rep, layer), prepend=True)
             stack.callback(handle.remove)
         yield

@@ -45,11 +45,20 @@ def token_stats(
     """
     rows, vocab = logits.shape
     block = rows if logits.device.type != "cpu" else max(1, CPU_CACHE_BYTES // (4 * vocab))
+    if block >= rows:
+        return _stats(logits, scores)
     choices, logprobs, entropies = [], [], []
     for start in range(0, rows, block):
-        logp = torch.log_softmax(logits[start : start + block], dim=-1)  # [block, V]
-        choice = first_argmax(logp if scores is None else scores[start : start + block])
+        choice, logprob, entropy = _stats(logits[start : start + block], None if scores is None else scores[start : start + block])
         choices.append(choice)
-        logprobs.append(logp.gather(1, choice[:, None])[:, 0])
-        entropies.append(-(logp.exp() * logp).sum(-1))
+        logprobs.append(logprob)
+        entropies.append(entropy)
     return torch.cat(choices), torch.cat(logprobs), torch.cat(entropies)
+
+
+def _stats(logits: torch.Tensor, scores: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`token_stats` of one block of rows."""
+    logp = torch.log_softmax(logits, dim=-1)  # [block, V]
+    source = logp if scores is None else scores
+    choice = first_argmax(source) if logits.device.type == "cpu" else source.argmax(-1)
+    return choice, logp.gather(1, choice[:, None]).squeeze(1), -(logp.exp() * logp).sum(-1)
