@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from measure import matmul_gflops, peak_rss, prefill_flops, reset_peak_rss, row_flops, rss  # noqa: E402
+from measure import matmul_gflops, peak_rss, prefill_flops, reset_peak_rss, row_flops, rss, step_costs  # noqa: E402
 from workload import Workload, instances  # noqa: E402
 
 from pipeline.transplant.engine import Config, EngineOptions, TransplantEngine  # noqa: E402
@@ -78,6 +78,7 @@ def engine_cell(params: dict) -> dict:
         prefills.append(engine.prefill_seconds)
     peak = peak_rss()
     mm_after = matmul_gflops(shapes)
+    costs = step_costs(engine, model, insts, grans, pairs)
     spec, steps_max = workload.spec(), workload.max_new_tokens
     prefix = {n: len(tok(x.prompt).input_ids) - 1 for n, x in enumerate(insts)}
     source = {n: len(tok(x.source_prompt).input_ids) for n, x in enumerate(insts)}
@@ -97,6 +98,7 @@ def engine_cell(params: dict) -> dict:
         "matmul_gflops": {k: max(mm_before[k], mm_after[k]) for k in mm_before},
         "rss_base": base_rss,
         "rss_peak": peak,
+        "costs": costs,
         "ids": {repr(_key(g.config)): g.token_ids for g in gens} if params.get("return_ids") else None,
         "workload": asdict(workload),
     }

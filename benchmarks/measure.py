@@ -124,3 +124,20 @@ def other_load(start: dict, end: dict) -> dict:
     seconds = max(0.0, (end["busy"] - start["busy"]) - (end["own"] - start["own"]))
     wall = max(end["wall"] - start["wall"], 1e-9)
     return {"seconds": round(seconds, 1), "wall": round(wall, 1), "cores": round(seconds / wall, 3)}
+
+
+def step_costs(engine, model, instances, granularities, pairs) -> dict:
+    """One more run of the same work under :class:`pipeline.transplant.counting.StepCosts`: what a
+    GPU pays per decode step (host syncs, dispatched ops), counted on the CPU (deterministic)."""
+    from pipeline.transplant.counting import StepCosts
+
+    with StepCosts(model) as costs:
+        list(engine.run(instances, granularities, pairs))
+    return {"syncs_per_step": costs.syncs_per_step, "max_decode_syncs": max(costs.decode_step_syncs, default=0),
+            "decode_step_ops": costs.decode_step_ops, "ops_per_step": costs.ops_per_step}
+
+
+def costs_text(cell: dict) -> str:
+    """``syncs/step · ops/step`` of a cell (the decode step's median ops), or – when not counted."""
+    c = cell.get("costs")
+    return f"{c['syncs_per_step']:.2f} · {c['decode_step_ops']:.0f}" if c else "–"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from cells import TimedEngine, _key
-from measure import matmul_gflops, peak_rss, reset_peak_rss, rss
+from measure import matmul_gflops, peak_rss, reset_peak_rss, rss, step_costs
 from real_workload import DATA, Shape, load, real_instances
 
 from pipeline.transplant.engine import Config, EngineOptions
@@ -89,6 +89,7 @@ def engine_cell(params: dict) -> dict:
         prefills.append(engine.prefill_seconds)
     peak = peak_rss()
     mm_after = matmul_gflops(shapes)
+    costs = step_costs(engine, model, insts, grans, pairs)
     lengths = _lengths(tok, insts)
     steps = [len(g.token_ids) + (len(g.token_ids) < params["max_new_tokens"]) for g in gens]
     decode_flops = sum(shape.row_flops(lengths[g.config.instance][1] - 1, s) for g, s in zip(gens, steps, strict=True))
@@ -100,7 +101,7 @@ def engine_cell(params: dict) -> dict:
         "stopped_early": sum(len(g.token_ids) < params["max_new_tokens"] for g in gens),
         "seconds": totals, "prefill_seconds": prefills, "decode_flops": decode_flops, "prefill_flops": pre_flops,
         "matmul_gflops": {k: max(mm_before[k], mm_after[k]) for k in mm_before},
-        "rss_base": base_rss, "rss_peak": peak, "length_aware": options.length_aware,
+        "rss_base": base_rss, "rss_peak": peak, "length_aware": options.length_aware, "costs": costs,
         "instance_batches": engine.instance_batches([(list(range(s)), list(range(t))) for s, t in lengths]),
         "ids": {repr(_key(g.config)): g.token_ids for g in gens} if params.get("return_ids") else None,
     }

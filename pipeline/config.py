@@ -112,8 +112,7 @@ class SweepConfig:
         order are hashed in, so an edited or grown task file is another run, never a silent mix
         of stale and new shards in one out_dir.
         """
-        model = asdict(self.model)
-        model.pop("device")
+        model = asdict(self.model)  # device kind and dtype resolved (ModelSpec.for_run): a CPU run is not a GPU run
         model.pop("cache_dir")
         content = json.dumps([asdict(i) for i in instances], sort_keys=True, ensure_ascii=False, default=list)
         return {

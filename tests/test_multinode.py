@@ -105,25 +105,26 @@ def test_node_lost_without_capacity_stops_with_one_line_then_resumes_exactly(tmp
 def test_pools_the_cluster_cannot_hold_are_sized_or_refused(tmp_path, reference):
     args, _ = reference
     with LoopbackCluster(private=[], head_gpus=4, node2_gpus=4) as cluster:
-        # one CPU per node, four logical GPUs each: 8 workers asked, 2 fit (no hang with 6 pending)
-        sized = sweep(cluster, [*args, "cluster.num_workers=8", f"out_dir={tmp_path / 'sized'}"])
+        # one CPU per node, four logical GPUs each: 8 (CPU) workers asked, 2 fit (no hang with 6 pending)
+        sized = sweep(cluster, [*args, "model.device=cpu", "cluster.num_workers=8", f"out_dir={tmp_path / 'sized'}"])
         refused = sweep(cluster, [*args, "cluster.cpus_per_worker=4", f"out_dir={tmp_path / 'refused'}"])
-        cuda = sweep(cluster, [*args, "model.device=cuda", f"out_dir={tmp_path / 'cuda'}"])
+        auto = sweep(cluster, [*args, f"out_dir={tmp_path / 'auto'}"])
     assert sized.returncode == 0, (sized.stdout + sized.stderr)[-3000:]
     assert "cluster.num_workers=8, but the live nodes hold 2 workers" in sized.stdout
     meta = json.loads((tmp_path / "sized" / "run.json").read_text())
-    assert len(meta["workers"]) == 2 and all(len(w["gpus"]) == 1 for w in meta["workers"])
-    assert "holds GPU" in sized.stdout and "runs on the CPU" in sized.stdout  # auto fell back to CPU: said aloud
+    assert len(meta["workers"]) == 2 and all(w["gpus"] == [] for w in meta["workers"])  # a CPU run holds no GPU
     assert refused.returncode == 2 and _error_lines(refused) == [
         "error: no node of the Ray cluster can hold a worker, which asks for 4 CPU and 1 GPU (live nodes: "
         f"{HEAD_IP} CPU 1 GPU 4, {NODE2_IP} CPU 1 GPU 4); lower cluster.cpus_per_worker or add nodes"
     ], refused.stderr
     assert not (tmp_path / "refused").exists()
-    # GPUs declared but no CUDA: the workers' __init__ fails; one line with its cause, not Ray's traceback
-    assert cuda.returncode == 2, (cuda.stdout + cuda.stderr)[-3000:]
-    errors = _error_lines(cuda)
-    assert len(errors) == 1 and "no CUDA device is visible" in errors[0], cuda.stderr
-    assert "Traceback" not in cuda.stdout + cuda.stderr
+    # model.device=auto on a cluster with GPUs is a CUDA run; GPUs declared but no CUDA: the workers'
+    # __init__ fails, one line with its cause (not Ray's traceback), nothing computed on the CPU instead
+    assert auto.returncode == 2, (auto.stdout + auto.stderr)[-3000:]
+    errors = _error_lines(auto)
+    assert len(errors) == 1 and "model.device=cuda but no CUDA device is visible" in errors[0], auto.stderr
+    assert "Traceback" not in auto.stdout + auto.stderr
+    assert not list((tmp_path / "auto").glob("shards/*.parquet"))
 
 
 def _error_lines(done) -> list[str]:

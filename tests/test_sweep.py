@@ -167,6 +167,23 @@ def test_second_sweep_into_a_locked_out_dir_waits_then_skips(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == mtimes
 
 
+def test_a_run_is_one_device_kind_and_one_dtype(tmp_path, caplog):
+    """model.device/dtype=auto resolve once, at the driver, into the run's identity: here the CPU and
+    float32, the same run as saying so (a resume), and another run than bfloat16 (refused)."""
+    task = write_task(tmp_path / "task.jsonl", n=2)
+    common = ["cluster=inprocess", "model.tiny.n_layers=2", "max_new_tokens=3", "task=jsonl", f"task.path={task}",
+              f"out_dir={tmp_path / 'out'}"]  # fmt: skip
+    out = run(compose_sweep(common))
+    meta = json.loads((out / "run.json").read_text())
+    assert {k: meta["result_identity"]["model"][k] for k in ("device", "dtype")} == {"device": "cpu", "dtype": "float32"}
+    assert [w["device"] for w in meta["workers"]] == ["cpu float32"]
+    with caplog.at_level(logging.INFO, logger="pipeline.sweep"):
+        run(compose_sweep([*common, "model.device=cpu", "model.dtype=float32"]))
+    assert "1/1 shards already done" in caplog.text
+    with pytest.raises(PipelineError, match=r"holds results of another configuration .*they differ in: model\)"):
+        run(compose_sweep([*common, "model.dtype=bfloat16"]))
+
+
 def test_out_dir_of_another_configuration_is_refused(tmp_path):
     run(compose_sweep(sweep_args(tmp_path)))
     with pytest.raises(PipelineError, match="another configuration.*overwrite=true"):

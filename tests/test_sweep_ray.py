@@ -8,6 +8,7 @@ The local cluster declares 2 logical GPUs (this machine has none), so workers ar
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ import pytest
 import ray
 from sweeps import REPO, cli, compose_sweep, keys, rows, wait_for, write_task
 
+from pipeline.errors import PipelineError
 from pipeline.sweep.runner import RunPlan
 from pipeline.sweep import run
 
@@ -48,13 +50,27 @@ def canonical(table):
     return Counter(tuple(map(repr, r)) for r in zip(*(table.column(c).to_pylist() for c in cols)))
 
 
-def test_ray_sweep_equals_inprocess_and_pins_gpus(local_ray, tmp_path):
+def test_ray_sweep_equals_inprocess(local_ray, tmp_path):
+    """A CPU run on a cluster with (logical) GPUs: its workers hold no GPU, its rows are the in-process run's."""
     task = write_task(tmp_path / "task.jsonl", n=6)
-    common = [*TINY, "task=jsonl", f"task.path={task}", "granularity=[attn,ffn]", "shard_size=2"]
+    common = [*TINY, "task=jsonl", f"task.path={task}", "granularity=[attn,ffn]", "shard_size=2", "model.device=cpu"]
     ray_out = run(compose_sweep([*common, "cluster=local", f"out_dir={tmp_path / 'ray'}"]))
     local_out = run(compose_sweep([*common, "cluster=inprocess", f"out_dir={tmp_path / 'local'}"]))
     assert canonical(rows(ray_out)) == canonical(rows(local_out))
     assert len(list((ray_out / "shards").glob("*.parquet"))) == 3
+    meta = json.loads((ray_out / "run.json").read_text())
+    assert all(w["gpus"] == [] and w["device"] == "cpu float32" for w in meta["workers"])
+    assert meta["result_identity"]["model"]["device"] == "cpu"
+
+
+def test_auto_on_a_cluster_with_gpus_means_cuda_and_is_never_mixed_with_cpu(local_ray, tmp_path):
+    """model.device=auto where the cluster has GPUs: the run is a CUDA run; a worker that sees no CUDA
+    (logical GPUs here) refuses in one line, never computing its shards on the CPU."""
+    task = write_task(tmp_path / "task.jsonl", n=2)
+    with pytest.raises(PipelineError, match=r"^a worker on node 127\.0\.0\.1 could not start: "
+                                            r"model\.device=cuda but no CUDA device is visible to this process$"):
+        run(compose_sweep([*TINY, "task=jsonl", f"task.path={task}", f"out_dir={tmp_path / 'out'}"]))
+    assert not list((tmp_path / "out").glob("shards/*.parquet"))
 
 
 def test_workers_hold_distinct_gpus(local_ray, tmp_path):
@@ -65,7 +81,7 @@ def test_workers_hold_distinct_gpus(local_ray, tmp_path):
     cfg = compose_sweep([*TINY, "task=jsonl", f"task.path={write_task(tmp_path / 't.jsonl')}", f"out_dir={tmp_path}"])
     plan = RunPlan(model=cfg.model, task=cfg.task, grid=GridPlan(("attn",), ((0, 0),)), engine=cfg.engine,
                    tags=None, debug=cfg.debug)
-    workers = start_workers(plan, ClusterSpec())
+    workers = start_workers(plan, ClusterSpec(), gpus=True)
     ids = ray.get([w.gpu_ids.remote() for w in workers])
     assert len(workers) == 2
     assert sorted(len(i) for i in ids) == [1, 1] and ids[0] != ids[1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -63,6 +63,18 @@ class ModelSpec:
             raise PipelineError(f"model.dtype '{self.dtype}' is not valid; valid: auto, {', '.join(DTYPES)}")
         if self.device not in DEVICES:
             raise PipelineError(f"model.device '{self.device}' is not valid; valid: {', '.join(DEVICES)}")
+
+    def for_run(self, gpus: bool) -> ModelSpec:
+        """This spec with one device kind and one dtype for the whole run (its identity).
+
+        ``auto`` means CUDA where the run's cluster has GPUs (``gpus``: the driver's own CUDA
+        in-process, the live nodes' GPU resources on Ray), else the CPU; the dtype ``auto`` means
+        bfloat16 on CUDA, float32 on the CPU. Workers load exactly this; one that cannot is
+        refused (:meth:`resolved_device`), never mixed into the run on another device or dtype.
+        """
+        device = self.device if self.device != "auto" else ("cuda" if gpus else "cpu")
+        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+        return replace(self, device=device, dtype=dtype)
 
     def resolved_device(self) -> torch.device:
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -193,12 +205,12 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             tokenizer = AutoTokenizer.from_pretrained(path, revision=hub_revision)
             config = AutoConfig.from_pretrained(path, revision=hub_revision)
             check_supported(config)
-            model = AutoModelForCausalLM.from_pretrained(
-                path, revision=hub_revision, dtype=dtype, attn_implementation=loadable_implementation(config)
-            )
+            model = AutoModelForCausalLM.from_pretrained(  # straight onto the device: no host copy per worker
+                path, revision=hub_revision, dtype=dtype, attn_implementation=loadable_implementation(config),
+                device_map={"": device},
+            )  # fmt: skip
         except OSError as err:
             raise PipelineError(f"cannot load model.path '{spec.path}': {one_line(str(err))}") from err
-        model.to(device)
         revision = gguf_revision or getattr(model.config, "_commit_hash", None) or _local_revision(path)
     model.eval()
     resolve(model)

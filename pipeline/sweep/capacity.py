@@ -43,17 +43,21 @@ def _describe(nodes: list[tuple[str, dict[str, float]]]) -> str:
     return ", ".join(f"{ip} CPU {r.get('CPU', 0):g} GPU {r.get('GPU', 0):g}" for ip, r in nodes) or "none"
 
 
-def pool_size(cluster: ClusterSpec) -> int:
+def has_gpus() -> bool:
+    """Whether some live node has a GPU resource."""
+    return any(r.get("GPU", 0) >= 1 for _, r in live_nodes())
+
+
+def pool_size(cluster: ClusterSpec, gpus: bool) -> int:
     """How many workers to start: ``cluster.num_workers``, or all that fit, never more than fit.
 
-    On a cluster with GPUs a worker holds one GPU (one per GPU by default); on a CPU-only cluster
-    it holds ``cpus_per_worker`` CPUs.
+    A worker of a run on CUDA (``gpus``) holds one GPU (one worker per GPU by default); a CPU run's
+    worker holds ``cpus_per_worker`` CPUs.
 
     Raises:
         PipelineError: no live node can hold a single worker.
     """
     nodes = live_nodes()
-    gpus = any(r.get("GPU", 0) >= 1 for _, r in nodes)
     fits = [
         min(int(r.get("CPU", 0) // cluster.cpus_per_worker), int(r.get("GPU", 0)) if gpus else 1 << 30) for _, r in nodes
     ]

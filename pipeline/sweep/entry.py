@@ -90,12 +90,13 @@ def run(cfg: SweepConfig) -> Path | str:
     engine = cfg.engine
     if task.max_new_tokens:
         engine = replace(engine, max_new_tokens=task.max_new_tokens)
+    pool_size, gpus = _preflight(cfg)  # the cluster can hold the workers and has the device asked for
+    cfg = replace(cfg, model=cfg.model.for_run(gpus))  # one device kind and one dtype for every worker
     config_hash = grid.run_hash(cfg.config_hash(instances))  # grid=selected: the selector's content too
     identity = cfg.result_identity(instances)  # recorded in run.json: a refusal can name what differs
     shards = plan_shards(instances, cfg.shard_size)
     guard_out_dir(store, config_hash, cfg.shard_size, cfg.overwrite, identity)
     check_shard_set(store, shards)
-    pool_size = _preflight(cfg)  # the cluster can hold the workers and has the device asked for
     with locked_out_dir(store) as renew_lock:
         # again under the lock: another sweep may have written here while this one waited
         guard_out_dir(store, config_hash, cfg.shard_size, overwrite=False)
@@ -151,11 +152,6 @@ def run(cfg: SweepConfig) -> Path | str:
         def started(described: list[dict]) -> None:
             for k, worker in enumerate(described):
                 log.info("[sweep] worker %d on node %s: %s", k, worker["node"], worker["device"])
-                if worker["gpus"] and worker["device"].startswith("cpu"):  # model.device=auto without CUDA there
-                    log.warning(
-                        "[sweep] worker %d holds GPU %s but no CUDA device is visible to it: its model runs on the CPU",
-                        k, ",".join(map(str, worker["gpus"])),
-                    )  # fmt: skip
             meta["workers"] = described
             store.write_json(RUN_FILE, meta)
 
@@ -202,17 +198,26 @@ def write_shard(store: Store, shard: Shard, result: ShardResult, expected_rows: 
         raise PipelineError(f"{store.describe(rel)} was written but {problem}; the run stops (a re-run recomputes it)")
 
 
-def _preflight(cfg: SweepConfig) -> int | None:
-    """On Ray: joins or starts the cluster, refuses ``model.device=cuda`` without GPUs and a pool no
-    node can hold, and returns the pool's size; before anything is written (None in-process)."""
+def _preflight(cfg: SweepConfig) -> tuple[int | None, bool]:
+    """(pool size, whether the run has GPUs), before anything is written.
+
+    In-process: no pool, and the driver's own CUDA. On Ray: joins or starts the cluster, refuses
+    ``model.device=cuda`` without GPUs and a pool no node can hold; a run on CUDA asks one GPU per
+    worker, a CPU run none.
+    """
     if cfg.cluster.kind == "inprocess":
-        return None
+        import torch
+
+        if cfg.model.device == "cuda" and not torch.cuda.is_available():
+            raise PipelineError("model.device=cuda but no CUDA device is visible to this process")
+        return None, torch.cuda.is_available()
     from pipeline.sweep import workers  # first: it sets the local cluster's environment before Ray is imported
     from pipeline.sweep import capacity
 
     workers.connect(cfg.cluster)
     capacity.check_device(cfg.model)
-    return capacity.pool_size(cfg.cluster)
+    gpus = capacity.has_gpus()
+    return capacity.pool_size(cfg.cluster, gpus and cfg.model.device != "cpu"), gpus
 
 
 def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done, on_started, pool_size: int | None) -> None:
@@ -228,7 +233,7 @@ def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done, on_started, pool_si
         return
     from pipeline.sweep import workers
 
-    with workers.worker_pool(plan, cfg.cluster, pool_size) as pool:
+    with workers.worker_pool(plan, cfg.cluster, pool_size, plan.model.device == "cuda") as pool:
         on_started(workers.wait_ready(pool, cfg.cluster.stall_timeout_s))
         workers.run_on_ray(pool, todo, on_done, cfg.cluster.stall_timeout_s)
 

@@ -154,12 +154,11 @@ class ShardWorker:
         return replace(self.runner.run(shard), node=ray.util.get_node_ip_address())
 
 
-def start_workers(plan: RunPlan, cluster: ClusterSpec, count: int | None = None) -> list:
-    """``count`` worker actors (default: :func:`pipeline.sweep.capacity.pool_size`), one GPU each on a
-    GPU cluster, spread over the nodes (Ray's SPREAD strategy: one per node before two on one)."""
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+def start_workers(plan: RunPlan, cluster: ClusterSpec, count: int | None = None, gpus: bool = False) -> list:
+    """``count`` worker actors (default: :func:`pipeline.sweep.capacity.pool_size`), one GPU each for
+    a run on CUDA (``gpus``), spread over the nodes (Ray's SPREAD strategy: one per node before two on one)."""
     if count is None:
-        count = capacity.pool_size(cluster)
+        count = capacity.pool_size(cluster, gpus)
     options = dict(
         num_cpus=cluster.cpus_per_worker,
         num_gpus=1 if gpus else 0,
@@ -171,7 +170,7 @@ def start_workers(plan: RunPlan, cluster: ClusterSpec, count: int | None = None)
 
 
 @contextmanager
-def worker_pool(plan: RunPlan, cluster: ClusterSpec, count: int | None = None) -> Iterator[list]:
+def worker_pool(plan: RunPlan, cluster: ClusterSpec, count: int | None = None, gpus: bool = False) -> Iterator[list]:
     """Connects, starts the worker actors, and always ends them when the run ends.
 
     Every actor is killed when the run finishes or fails, and the command line stops the local
@@ -182,7 +181,7 @@ def worker_pool(plan: RunPlan, cluster: ClusterSpec, count: int | None = None) -
     connect(cluster)
     workers: list = []
     try:
-        workers = start_workers(plan, cluster, count)
+        workers = start_workers(plan, cluster, count, gpus)
         yield workers
     finally:
         for worker in workers:
