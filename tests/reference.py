@@ -80,6 +80,7 @@ def _tensor(output):
 class RefResult:
     token_ids: list[int]
     margins: list[float]  # top-1 minus top-2 processed score at each step
+    tops: list[float]  # the top-1 processed score at each step
     logprob_sum: float
     entropy_first: float
     entropy_mean: float
@@ -131,6 +132,7 @@ def reference_generate(model, tokenizer, target: str, source: str | None, granul
     return RefResult(
         token_ids=new[:kept],
         margins=(top2[:, 0] - top2[:, 1]).tolist(),
+        tops=top2[:, 0].tolist(),
         logprob_sum=float(chosen[:kept].sum()),
         entropy_first=float(ent[0]),
         entropy_mean=float(ent.mean()),

@@ -293,7 +293,7 @@ class TransplantEngine:
     def _prefill_piece(self, piece: list[int], seqs: list[list[int]], n: int, width: int,
                        kv: SharedPrefixKV | None) -> tuple[list[int], torch.Tensor] | None:  # fmt: skip
         """One prefill forward over ``seqs[piece]``: (source groups captured, their bank rows) or None."""
-        ids, _ = right_pad([seqs[r] for r in piece], self.tokenizer.pad_token_id)
+        ids, _ = right_pad([seqs[r] for r in piece], None)
         src = [k for k, r in enumerate(piece) if r < n]
         pre = [k for k, r in enumerate(piece) if r >= n]
         if kv is not None:

@@ -13,13 +13,16 @@ import torch
 
 
 def right_pad(seqs: Sequence[list[int]], pad: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id lists as one right-padded batch: (ids [B, W], attention mask [B, W]); pad None -> 0."""
+    """Token id lists as one right-padded batch: (ids [B, W], attention mask [B, W]).
+
+    ``pad`` None repeats each row's last token instead of a pad id: the engine's prefill runs
+    without a mask (a causal position never reads a later one), and a batch with no pad id in it
+    gives transformers nothing to warn about.
+    """
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), 0 if pad is None else pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, seq in enumerate(seqs):
-        ids[r, : len(seq)] = torch.tensor(seq)
-        mask[r, : len(seq)] = 1
+    rows = [seq + [seq[-1] if pad is None else pad] * (width - len(seq)) for seq in seqs]
+    ids = torch.tensor(rows, dtype=torch.long)
+    mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in seqs], dtype=torch.long)
     return ids, mask
 
 

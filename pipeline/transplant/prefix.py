@@ -392,6 +392,7 @@ class SharedPrefixKV:
         heads_kv = self._heads(kvh, rep)
         if index.source is not None:  # every alive row stores the key/value of the row it shares with
             key, value = key.index_select(0, index.source), value.index_select(0, index.source)
+        dtype = query.dtype  # the model's: the output goes back to it
         if key.dtype != storage:
             key, value, query = key.to(storage), value.to(storage), query.to(storage)
         rows = self._write_rows(kvh)
@@ -425,7 +426,7 @@ class SharedPrefixKV:
         out = torch.baddbmm(out.view(G * kvh, b * rep, dv), e_prefix, views.v_prefix, **extra)  # float32
         out = out.view(G, kvh, b, rep * dv)[index.out_g, :, index.out_m]  # [n, kvh, rep * dv]
         out = out.view(n, 1, heads, dv)
-        return out if out.dtype == query.dtype else out.to(query.dtype)
+        return out if out.dtype == dtype else out.to(dtype)
 
     def _sink_column(self, layer: int, sinks: torch.Tensor, kvh: int, rep: int, b: int) -> torch.Tensor:
         """[G*kvh, b*rep, 1] float32: gpt-oss's sink logit of each query's head (per layout and width)."""
