@@ -55,6 +55,10 @@ class ClusterSpec:
         stall_timeout_s: how long the driver waits, with no shard finishing, on a worker that is
             not running (pending for resources, restarting after its node died) before it stops
             the run with one line naming what the worker waits for (a re-run resumes).
+        shard_timeout_s: a worker on one shard for longer than this is taken to hang and the run
+            stops with one line naming the shard (a re-run resumes); None: no limit.
+        allow_unauthenticated: let the local cluster a sweep starts run without token
+            authentication when the environment says ``RAY_AUTH_MODE=disabled`` (refused otherwise).
     """
 
     kind: str = "local"
@@ -64,6 +68,8 @@ class ClusterSpec:
     max_task_retries: int = -1
     num_gpus: int | None = None
     stall_timeout_s: int = 600
+    shard_timeout_s: int | None = None
+    allow_unauthenticated: bool = False
 
     def __post_init__(self):
         if self.kind not in CLUSTER_KINDS:
@@ -75,6 +81,7 @@ class ClusterSpec:
             ("max_task_retries", self.max_task_retries, -1),
             ("num_gpus", self.num_gpus, 0),
             ("stall_timeout_s", self.stall_timeout_s, 1),
+            ("shard_timeout_s", self.shard_timeout_s, 1),
         ):
             if value is not None and value < least:  # the type is the schema's (SweepSchema)
                 raise PipelineError(f"cluster.{name} must be >= {least}, got {value!r}")
@@ -82,9 +89,10 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class DebugSpec:
-    """Fault injection for tests: crash a worker once on a shard, or fake out-of-memory."""
+    """Fault injection for tests: crash a worker once on a shard, hang on one, or fake out-of-memory."""
 
     crash_on_shard: int | None = None
+    hang_on_shard: int | None = None
     crash_marker: str | None = None  # file created at the crash, so it happens once
     simulate_oom_above: int | None = None
 
@@ -105,7 +113,7 @@ class SweepConfig:
     debug: DebugSpec = field(default_factory=DebugSpec)
     features: bool = False  # write per-instance selector features (pipeline.select)
 
-    def result_identity(self, instances: Sequence[Instance]) -> dict[str, Any]:
+    def result_identity(self, instances: Sequence[Instance], revision: str | None = None) -> dict[str, Any]:
         """The settings that determine the rows (not where or how fast they are computed).
 
         ``instances`` is the task's instance set: its content (ids, prompts, answers, ...) and
@@ -114,6 +122,8 @@ class SweepConfig:
         """
         model = asdict(self.model)  # device kind and dtype resolved (ModelSpec.for_run): a CPU run is not a GPU run
         model.pop("cache_dir")
+        if revision is not None:  # what model.revision resolved to: the checkpoint's commit or content hash
+            model["resolved_revision"] = revision
         content = json.dumps([asdict(i) for i in instances], sort_keys=True, ensure_ascii=False, default=list)
         return {
             "model": model,
@@ -125,9 +135,9 @@ class SweepConfig:
             "decoding": self.engine.decoding,
         } | ({"features": True} if self.features else {})
 
-    def config_hash(self, instances: Sequence[Instance]) -> str:
+    def config_hash(self, instances: Sequence[Instance], revision: str | None = None) -> str:
         """A short hash of :meth:`result_identity`; every row and run.json carry it."""
-        blob = json.dumps(self.result_identity(instances), sort_keys=True, default=list)
+        blob = json.dumps(self.result_identity(instances, revision), sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

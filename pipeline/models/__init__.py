@@ -9,7 +9,7 @@ a byte-level tokenizer, built in code).
 from importlib import import_module
 
 _LOADING = ("DTYPES", "DEVICES", "ModelSpec", "ModelFacts", "LoadedModel", "describe_model", "load_model",
-            "check_supported")  # fmt: skip
+            "check_supported", "check_context")  # fmt: skip
 
 
 def __getattr__(name: str):

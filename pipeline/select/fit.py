@@ -24,14 +24,13 @@ import pyarrow as pa
 from sklearn.model_selection import GroupKFold
 
 from pipeline.errors import PipelineError
+from pipeline.files import check_owned_dir
 from pipeline.reduce import metrics
+from pipeline.select import artefact
 from pipeline.select.data import Candidate, SelectionTable
 from pipeline.select.learners import LEARNERS, FeatureSpec, make_scorer
 from pipeline.sweep.shards import replace_dir
 
-MARKER = "selector.json"
-ARTEFACT = "selector.joblib"
-KIND = "xtransplant-selector"
 NEVER, ALWAYS = 1.0, -1.0  # margins: P(c*) - P(vanilla) lies in [-1, 1]
 
 
@@ -228,13 +227,13 @@ def _mean_folds(folds: list[dict]) -> dict:
     return {k: float(np.nanmean([np.nan if f[k] is None else f[k] for f in folds])) for k in keys}
 
 
-# -- the artefact on disk ----------------------------------------------------------------------
+# -- the artefact on disk (pipeline.select.artefact: data, never code) ---------------------------
 def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
-    """Writes ``out/`` atomically: selector.json (marker + metadata), selector.joblib, cv.json, cv.md.
+    """Writes ``out/`` atomically: selector.json, estimators.skops, cv.json, cv.md.
 
-    Refuses an existing ``out`` that is not a selector directory (no marker file).
+    Refuses an existing ``out`` that is not a selector directory this tool wrote, or that holds
+    anything else (:func:`check_out`).
     """
-    import joblib
     import sklearn
 
     out = Path(out)
@@ -242,15 +241,15 @@ def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        joblib.dump(selector, tmp / ARTEFACT)
+        state, estimators = selector.scorer.export()
         meta = {
-            "kind": KIND, "model": selector.model, "n_layers": selector.n_layers, "learner": selector.learner,
+            "model": selector.model, "n_layers": selector.n_layers, "learner": selector.learner,
             "params": selector.params, "margin": selector.margin, "granularities": list(selector.granularities),
             "candidates": [list(c) for c in selector.candidates], "best_fixed": selector.best_fixed,
             "features": selector.spec.names, "langs": selector.spec.langs, "tasks": selector.spec.tasks,
-            "training": selector.training, "sklearn_version": sklearn.__version__,
+            "scorer": state, "training": selector.training, "sklearn_version": sklearn.__version__,
         }  # fmt: skip
-        (tmp / MARKER).write_text(json.dumps(_plain(meta), indent=1) + "\n")
+        artefact.write(tmp, _plain(meta), estimators)
         (tmp / "cv.json").write_text(json.dumps(_plain(cv), indent=1) + "\n")
         (tmp / "cv.md").write_text(describe)
         replace_dir(tmp, out)  # the previous one moves aside first
@@ -261,43 +260,31 @@ def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
 
 
 def check_out(out: Path) -> None:
-    """An ``out=`` that exists must be a selector directory (it is replaced); anything else is refused."""
-    if out.exists() and not (out.is_dir() and _is_selector_dir(out)):
-        raise PipelineError(
-            f"out={out} exists and is not a selector directory (no {MARKER} of kind {KIND}); choose another out="
-        )
+    """An ``out=`` that exists must be a selector directory this tool wrote holding nothing else (it is
+    replaced); anything else is refused."""
+    check_owned_dir(out, artefact.is_selector_dir(out) if out.is_dir() else False, artefact.FILES | {artefact.PICKLE},
+                    "a selector directory (its selector.json)")  # fmt: skip
 
 
-def _is_selector_dir(path: Path) -> bool:
+def load(path: str | Path, expected: str | None = None) -> Selector:
+    """Loads a selector directory written by :func:`save`; ``expected``: the fingerprint it must have."""
+    meta, estimators = artefact.read(path, expected)
     try:
-        return json.loads((path / MARKER).read_text()).get("kind") == KIND
-    except (OSError, ValueError, AttributeError):
-        return False
+        spec = FeatureSpec(n_layers=int(meta["n_layers"]), langs=list(meta["langs"]), tasks=list(meta["tasks"]),
+                           names=list(meta["features"]))  # fmt: skip
+        candidates = [tuple(c) for c in meta["candidates"]]
+        scorer = make_scorer(meta["learner"], spec, candidates, dict(meta["params"])).restore(meta["scorer"], estimators)
+        best = meta.get("best_fixed")
+        return Selector(
+            model=meta["model"], n_layers=spec.n_layers, candidates=candidates, spec=spec, scorer=scorer,
+            margin=float(meta["margin"]), learner=meta["learner"], params=dict(meta["params"]),
+            best_fixed=tuple(best) if best else None, training=dict(meta.get("training") or {}),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as err:
+        raise PipelineError(f"selector {path}: {artefact.MARKER} is incomplete ({type(err).__name__}: {err})") from err
 
 
-def load(path: str | Path) -> Selector:
-    """Loads a selector directory written by :func:`save` (a pickle: load only directories you trust)."""
-    import joblib
-
-    path = Path(path)
-    if not path.is_dir() or not _is_selector_dir(path):
-        raise PipelineError(f"selector {path} is not a selector directory (no {MARKER} of kind {KIND}); "
-                            "make one with python -m pipeline.select fit run=DIR out=DIR")  # fmt: skip
-    try:
-        selector = joblib.load(path / ARTEFACT)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad artefact
-        raise PipelineError(f"selector {path}: cannot load {ARTEFACT} ({type(err).__name__}: {err})") from err
-    if not isinstance(selector, Selector):
-        raise PipelineError(f"selector {path}: {ARTEFACT} does not hold a pipeline.select Selector")
-    return selector
-
-
-def fingerprint(path: str | Path) -> str:
-    """Content hash of a selector's artefact (recorded in the config hash of a grid=selected run)."""
-    import hashlib
-
-    digest = hashlib.sha256((Path(path) / ARTEFACT).read_bytes()).hexdigest()
-    return digest[:16]
+fingerprint = artefact.fingerprint
 
 
 def _plain(value):

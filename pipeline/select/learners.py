@@ -153,6 +153,16 @@ class BoostedScorer:
         rows = candidate_matrix(x, self.spec, self.candidates)
         return self.model.predict_proba(rows)[:, 1].reshape(x.shape[0], k)
 
+    def export(self) -> tuple[dict, object]:
+        """(JSON state, fitted estimator or None) for ``pipeline.select.artefact``."""
+        return {"constant": self.constant}, None if self.constant is not None else self.model
+
+    def restore(self, state: dict, estimators) -> BoostedScorer:
+        self.constant = state.get("constant")
+        if self.constant is None:
+            self.model = estimators
+        return self
+
 
 class LogisticScorer:
     """``logistic``: one scaled logistic regression per candidate (and one for vanilla)."""
@@ -192,6 +202,15 @@ class LogisticScorer:
             np.full(x.shape[0], m) if isinstance(m, float) else m.predict_proba(x)[:, 1] for m in self.models
         ]
         return np.column_stack(columns) if columns else np.zeros((x.shape[0], 0))
+
+    def export(self) -> tuple[dict, object]:
+        """(JSON state: each column's constant or None, the fitted pipelines with None for constants)."""
+        constants = [m if isinstance(m, float) else None for m in self.models]
+        return {"constants": constants}, [None if isinstance(m, float) else m for m in self.models]
+
+    def restore(self, state: dict, estimators) -> LogisticScorer:
+        self.models = [c if c is not None else m for c, m in zip(state["constants"], estimators, strict=True)]
+        return self
 
 
 def make_scorer(learner: str, spec: FeatureSpec, candidates, params: dict, seed: int = 0):

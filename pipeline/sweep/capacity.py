@@ -90,14 +90,15 @@ def check_device(model: ModelSpec) -> None:
         )
 
 
-def waiting_workers(workers: Sequence) -> list:
-    """The workers that are not running: pending for resources or restarting."""
+def waiting_workers(workers: Sequence) -> list | None:
+    """The workers that are not running (pending for resources or restarting); None when Ray's
+    actor table cannot be read (a private API): the caller must not take that as "none wait"."""
     from ray._private import state
 
     try:
         table = state.actors()
-    except Exception:  # noqa: BLE001  (a private API: without it no worker is reported waiting)
-        return []
+    except Exception:  # noqa: BLE001  (a private API)
+        return None
     return [w for w in workers if (table.get(w._actor_id.hex()) or {}).get("State") in WAITING]
 
 

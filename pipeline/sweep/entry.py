@@ -32,7 +32,7 @@ from pipeline.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.sweep.plan import InstancePlan, make_plan
 from pipeline.transplant.decoding import check_checkpoint
-from pipeline.models import describe_model
+from pipeline.models import check_context, describe_model
 from pipeline.transplant.layouts import unavailable
 from pipeline.sweep.progress import Progress
 from pipeline.sweep.rows import RunTags
@@ -51,7 +51,7 @@ from pipeline.sweep.shards import (
     shard_problem,
     shard_rel,
 )
-from pipeline.sweep.store import Store
+from pipeline.sweep.store import Store, redact
 from pipeline.tasks import load_task
 
 log = logging.getLogger("pipeline.sweep")
@@ -92,14 +92,18 @@ def run(cfg: SweepConfig) -> Path | str:
         engine = replace(engine, max_new_tokens=task.max_new_tokens)
     pool_size, gpus = _preflight(cfg)  # the cluster can hold the workers and has the device asked for
     cfg = replace(cfg, model=cfg.model.for_run(gpus))  # one device kind and one dtype for every worker
-    config_hash = grid.run_hash(cfg.config_hash(instances))  # grid=selected: the selector's content too
-    identity = cfg.result_identity(instances)  # recorded in run.json: a refusal can name what differs
+    check_context(cfg.model, facts, instances, engine.max_new_tokens)  # every prompt fits, before anything runs
+    config_hash = grid.run_hash(cfg.config_hash(instances, facts.revision))  # grid=selected: the selector's too
+    identity = cfg.result_identity(instances, facts.revision)  # in run.json: a refusal can name what differs
     shards = plan_shards(instances, cfg.shard_size)
-    guard_out_dir(store, config_hash, cfg.shard_size, cfg.overwrite, identity)
-    check_shard_set(store, shards)
+    if not cfg.overwrite:  # refused now, not after waiting for another sweep's lock
+        guard_out_dir(store, config_hash, cfg.shard_size, False, identity)
+        check_shard_set(store, shards)
     with locked_out_dir(store) as renew_lock:
-        # again under the lock: another sweep may have written here while this one waited
-        guard_out_dir(store, config_hash, cfg.shard_size, overwrite=False)
+        # under the lock: another sweep may have written here while this one waited, and
+        # overwrite=true moves a previous run aside only while this sweep holds the out_dir
+        guard_out_dir(store, config_hash, cfg.shard_size, cfg.overwrite, identity)
+        check_shard_set(store, shards)
         todo = pending(store, shards, lambda shard: _expected_on_disk(store, grid, shard))
         previous = read_run(store)
         meta = {
@@ -235,14 +239,14 @@ def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done, on_started, pool_si
 
     with workers.worker_pool(plan, cfg.cluster, pool_size, plan.model.device == "cuda") as pool:
         on_started(workers.wait_ready(pool, cfg.cluster.stall_timeout_s))
-        workers.run_on_ray(pool, todo, on_done, cfg.cluster.stall_timeout_s)
+        workers.run_on_ray(pool, todo, on_done, cfg.cluster.stall_timeout_s, shard_timeout_s=cfg.cluster.shard_timeout_s)
 
 
 def _jsonable(cfg: SweepConfig) -> dict:
     from dataclasses import asdict
 
     data = asdict(cfg)
-    data["out_dir"] = str(cfg.out_dir)
+    data["out_dir"] = redact(cfg.out_dir)  # run.json never holds a credential of the store's URI
     return data
 
 

@@ -109,8 +109,11 @@ class ShardRunner:
         return ShardResult(shard.index, table, features, len(generations), time.perf_counter() - start, socket.gethostname())
 
     def _maybe_crash(self, shard: Shard) -> None:
-        """Fault injection: the worker process dies mid-shard, once (a marker file remembers)."""
+        """Fault injection: the worker process dies mid-shard, once (a marker file remembers), or hangs."""
         debug = self.plan.debug
+        if debug.hang_on_shard == shard.index:
+            while True:  # a worker stuck for good (a deadlock, a wedged device)
+                time.sleep(60)
         if debug.crash_on_shard != shard.index or not debug.crash_marker:
             return
         marker = Path(debug.crash_marker)

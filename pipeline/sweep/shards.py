@@ -13,6 +13,7 @@ umask (results are meant to be shared), not ``tempfile``'s private 0600/0700.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -20,6 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -233,29 +235,34 @@ def guard_out_dir(
         raise PipelineError(
             f"out_dir {store.describe()} {why}; choose another out_dir or pass overwrite=true to move it aside"
         )
-    aside = store.sibling(f"{store.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-    store.move_to(aside)
+    aside = store.unused_sibling(f"{store.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    store.move_to(aside, keep=frozenset({LOCK_FILE}))  # under the lock, which stays
     log.info("[sweep] overwrite=true: moved the previous results to %s", aside.describe())
 
 
 LEASE_SECONDS = 600
-"""An object store's lock is a lease: refreshed by its holder at every finished shard, taken over
-by another sweep once it is this old (its holder is presumed dead)."""
+"""An object store's lock is a lease: renewed by its holder every :data:`HEARTBEAT_SECONDS` while
+the sweep runs, taken over by another sweep once it has not been renewed for this long (its
+holder is then presumed dead), or at once when its holder is provably gone."""
+HEARTBEAT_SECONDS = LEASE_SECONDS / 6
 
 
 @contextmanager
 def locked_out_dir(store: Store) -> Iterator[Callable[[], None]]:
     """Creates the out_dir and holds its lock for the whole run; yields a function that renews it.
 
-    Local (or shared-mount) folder: ``out_dir/.lock`` under ``fcntl.flock``. A second sweep into
-    the same out_dir waits for the first (saying so, with the holder's pid) and then resumes: it
-    finds the first one's shards done and computes only what is left. The lock dies with its
-    process, so a killed sweep never leaves a stale lock behind.
+    Local (or shared-mount) folder: ``out_dir/.lock`` under ``fcntl.flock``, opened without
+    following a symbolic link. A second sweep into the same out_dir waits for the first (saying
+    so, with the holder's pid) and then resumes: it finds the first one's shards done and computes
+    only what is left. The lock dies with its process, so a killed sweep never leaves a stale lock.
 
-    Object store (no lock primitive): ``.lock`` is a lease object naming its holder; a second
-    sweep waits while the lease is younger than :data:`LEASE_SECONDS` and takes it over after
-    that. Best effort: two sweeps starting within the same second can both take it (their rows
-    are still exact, the later write of a shard wins).
+    Object store (no lock primitive): ``.lock`` is a lease object naming its holder
+    (``host:pid:token``), renewed by a heartbeat thread while the run lasts (a shard may take
+    longer than the lease). A second sweep takes it over at once when the holder is provably gone
+    (same host, no such process), after :data:`LEASE_SECONDS` without renewal otherwise, and says
+    while it waits when the lease expires and which object to delete to take it over now. Best
+    effort: two sweeps starting within the same second can both take it (their rows are still
+    exact, the later write of a shard wins).
     """
     if not store.is_local:
         with _leased(store) as renew:
@@ -264,9 +271,10 @@ def locked_out_dir(store: Store) -> Iterator[Callable[[], None]]:
     out_dir = store.local_path
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(out_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     except OSError as err:
-        raise PipelineError(f"out_dir {out_dir}: cannot create it ({err.strerror})") from err
+        why = "it is a symbolic link, which a lock is never taken through" if err.errno == errno.ELOOP else err.strerror
+        raise PipelineError(f"out_dir {out_dir}: cannot open {out_dir / LOCK_FILE} ({why})") from err
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -284,6 +292,21 @@ def locked_out_dir(store: Store) -> Iterator[Callable[[], None]]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def _holder_gone(holder: str) -> bool:
+    """Whether a lease's holder (``host:pid:token``) is provably gone: this host, and no such process."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 @contextmanager
 def _leased(store: Store) -> Iterator[Callable[[], None]]:
     """The object-store lease of :func:`locked_out_dir`."""
@@ -293,18 +316,38 @@ def _leased(store: Store) -> Iterator[Callable[[], None]]:
         mtime = store.info(LOCK_FILE).mtime  # None where the filesystem keeps none: taken as expired
         age = time.time() - mtime.timestamp() if mtime is not None else LEASE_SECONDS
         holder = store.read_text(LOCK_FILE).strip()
+        if _holder_gone(holder):
+            log.warning("[sweep] taking over the lease %s of %s: that process no longer runs on this host",
+                        store.describe(LOCK_FILE), holder)  # fmt: skip
+            break
         if age >= LEASE_SECONDS:
             log.warning("[sweep] taking over the lease %s of %s (not renewed for %.0f s)", store.describe(LOCK_FILE), holder, age)
             break
         if not said:
-            log.info("[sweep] out_dir %s is in use by another sweep (%s): waiting for it to finish", store.describe(), holder)
+            expires = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + LEASE_SECONDS - age))
+            log.info("[sweep] out_dir %s is in use by another sweep (%s): waiting for it to finish; its lease expires "
+                     "at %s unless renewed (to take it over now, delete %s)", store.describe(), holder, expires,
+                     store.describe(LOCK_FILE))  # fmt: skip
             said = True
         time.sleep(5)
     renew = lambda: store.write_bytes(LOCK_FILE, owner.encode())  # noqa: E731
     renew()
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                renew()
+            except PipelineError as err:
+                log.warning("[sweep] could not renew the lease %s: %s", store.describe(LOCK_FILE), err)
+
+    beat = threading.Thread(target=heartbeat, name="lease-heartbeat", daemon=True)
+    beat.start()
     try:
         yield renew
     finally:
+        stop.set()
+        beat.join()
         try:
             if store.is_file(LOCK_FILE) and store.read_text(LOCK_FILE) == owner:
                 store.delete(LOCK_FILE)

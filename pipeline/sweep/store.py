@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,26 @@ from pipeline.files import umask
 def is_uri(location: str | Path) -> bool:
     """Whether ``location`` names a store by URI (``scheme://...``) rather than a local path."""
     return "://" in str(location)
+
+
+_SECRET_PARAM = re.compile(r"([?&][^=&#]*(?:key|secret|token|password|passwd|credential|signature)[^=&#]*=)[^&#]*", re.I)
+
+
+def redact(location: str | Path) -> str:
+    """``location`` as it may be shown or stored: a URI's credentials (``user:secret@`` and query
+    parameters named like keys, secrets, tokens, passwords) replaced by ``***``; a path as it is.
+
+    pyarrow accepts ``s3://ACCESS:SECRET@bucket/prefix``; a run's logs, ``run.json``, reports and
+    errors name the store through this, never the raw URI.
+    """
+    text = str(location)
+    if not is_uri(text):
+        return text
+    scheme, rest = text.split("://", 1)
+    authority, sep, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}://{authority}{sep}{tail}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +85,8 @@ class Store:
         try:
             fs, root = pafs.FileSystem.from_uri(text)
         except (pa.ArrowException, OSError, ValueError) as err:
-            raise PipelineError(f"cannot open the result store {text}: {' '.join(str(err).split())}") from err
+            message = " ".join(str(err).split()).replace(text, redact(text))
+            raise PipelineError(f"cannot open the result store {redact(text)}: {message}") from err
         if isinstance(fs, pafs.LocalFileSystem):  # file:///abs/path is a local folder
             return cls(str(Path(root).resolve()), fs, str(Path(root).resolve()))
         return cls(text, fs, root.rstrip("/"))
@@ -78,7 +100,7 @@ class Store:
     def local_path(self) -> Path:
         """The store as a local directory (local stores only)."""
         if not self.is_local:
-            raise PipelineError(f"{self.uri} is not a local directory")
+            raise PipelineError(f"{self.describe()} is not a local directory")
         return Path(self.root)
 
     @property
@@ -90,10 +112,11 @@ class Store:
         return f"{self.root}/{rel}" if rel else self.root
 
     def describe(self, rel: str = "") -> str:
-        """``rel`` as messages name it: a local path, or the store's URI (query dropped) + ``/rel``."""
+        """``rel`` as messages name it: a local path, or the store's URI (query and credentials
+        dropped, :func:`redact`) + ``/rel``."""
         if self.is_local:
             return self.path(rel)
-        base = self.uri.split("?", 1)[0].rstrip("/")
+        base = redact(self.uri.split("?", 1)[0]).rstrip("/")
         return f"{base}/{rel}" if rel else base
 
     def sibling(self, name: str) -> Store:
@@ -163,22 +186,32 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Writes ``rel`` whole or not at all (see the module docstring), with the user's umask locally."""
-        if not self.is_local:
-            with self.fs.open_output_stream(self.path(rel)) as out:
-                out.write(data)
-            return
-        path = Path(self.path(rel))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        """Writes ``rel`` whole or not at all (see the module docstring), with the user's umask locally.
+
+        Raises:
+            PipelineError: the store refused the write (a full disk, no permission, a store that
+                answers with an error), in one line naming the file; nothing half-written stays.
+        """
         try:
-            os.fchmod(fd, 0o666 & ~umask())
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            if not self.is_local:
+                with self.fs.open_output_stream(self.path(rel)) as out:
+                    out.write(data)
+                return
+            path = Path(self.path(rel))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                os.fchmod(fd, 0o666 & ~umask())
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except (OSError, pa.ArrowException) as err:
+            why = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+            raise PipelineError(f"cannot write {self.describe(rel)}: {redact(why)}; nothing of it was kept "
+                                "(a re-run resumes from the files that are whole)") from err  # fmt: skip
 
     def write_table(self, rel: str, table: pa.Table) -> None:
         sink = io.BytesIO()
@@ -195,10 +228,23 @@ class Store:
     def delete(self, rel: str) -> None:
         self.fs.delete_file(self.path(rel))
 
-    def move_to(self, other: Store) -> None:
-        """Moves the whole store to ``other`` (a sibling): one rename locally, file by file on an object store."""
+    def move_to(self, other: Store, keep: frozenset[str] = frozenset()) -> None:
+        """Moves everything in the store to ``other`` (a new sibling) but the top-level names in ``keep``
+        (the lock, held while this runs): renames locally, file by file on an object store."""
         if self.is_local:
-            Path(self.root).rename(other.root)
+            Path(other.root).mkdir()
+            for entry in Path(self.root).iterdir():
+                if entry.name not in keep:
+                    entry.rename(Path(other.root) / entry.name)
             return
         for rel in self.files():
-            self.fs.move(self.path(rel), other.path(rel))
+            if rel.split("/", 1)[0] not in keep:
+                self.fs.move(self.path(rel), other.path(rel))
+
+    def unused_sibling(self, name: str) -> Store:
+        """A sibling named ``name`` or, if that exists, ``name-2``, ``name-3``, ...: never an existing one."""
+        candidate, k = self.sibling(name), 1
+        while candidate.info().type != pafs.FileType.NotFound:
+            k += 1
+            candidate = self.sibling(f"{name}-{k}")
+        return candidate

@@ -66,7 +66,6 @@ PRIVATE_LOCAL_CLUSTER = _private_local_cluster_environment()
 
 import ray  # noqa: E402  (after the environment above: Ray reads it at import)
 import torch  # noqa: E402
-from ray.util import ActorPool  # noqa: E402
 
 from pipeline.sweep import capacity  # noqa: E402
 from pipeline.config import ClusterSpec  # noqa: E402
@@ -92,6 +91,12 @@ def connect(cluster: ClusterSpec) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"])
         return
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled" and not cluster.allow_unauthenticated:
+        raise PipelineError(
+            "RAY_AUTH_MODE=disabled in the environment would start this sweep's local Ray cluster without "
+            "authentication; unset it (the sweep then uses a fresh per-run token) or pass "
+            "cluster.allow_unauthenticated=true"
+        )
     if not PRIVATE_LOCAL_CLUSTER:
         log.warning(
             "[sweep] Ray was imported before pipeline.sweep.workers: the local cluster uses Ray's defaults "
@@ -221,31 +226,52 @@ def run_on_ray(
     on_done: Callable[[ShardResult], None],
     stall_timeout_s: float,
     in_flight: int = 2,
+    shard_timeout_s: float | None = None,
 ) -> None:
     """Runs every shard on the pool, ``in_flight`` shards queued per worker, reporting each as it ends.
 
-    The driver never waits without a limit: when no shard has finished for ``stall_timeout_s``
-    while some worker is not running (pending for resources, or restarting after its node died
-    where no live node can take it), the run stops with one line naming those workers and what
-    they wait for; the shards done so far are in the store and a re-run resumes.
+    The driver never waits without a limit:
+
+    - when no shard has finished for ``stall_timeout_s`` while some worker is not running (pending
+      for resources, or restarting after its node died where no live node can take it), the run
+      stops with one line naming those workers and what they wait for; where their state cannot
+      be read, it stops all the same, saying so (stall detection never turns itself off);
+    - when a worker has been on one shard for longer than ``shard_timeout_s`` (its previous shard
+      ended, or the run began, that long ago), it is taken to hang and the run stops with one line
+      naming the shard and the worker.
+
+    The shards done so far are in the store either way, and a re-run resumes.
 
     Raises:
-        PipelineError: a stalled pool, or a worker that died more often than ``max_restarts``
-            allows (its cause in one line).
+        PipelineError: as above, or a worker that died more often than ``max_restarts`` allows
+            (its cause in one line).
     """
-    pool = ActorPool([worker for worker in workers for _ in range(in_flight)])
-    for shard in shards:
-        pool.submit(lambda worker, s: worker.run.remote(s), shard)
+    queue = list(shards)
+    running: dict = {}  # ref -> (worker index, shard)
+    busy_since = {k: time.monotonic() for k in range(len(workers))}  # the start of each worker's current shard
+    queued = {k: 0 for k in range(len(workers))}
+
+    def submit(k: int) -> None:
+        if queue:
+            shard = queue.pop(0)
+            running[workers[k].run.remote(shard)] = (k, shard)
+            queued[k] += 1
+
+    for k in range(len(workers)):
+        for _ in range(in_flight):
+            submit(k)
     last = time.monotonic()
-    while pool.has_next():
-        try:
-            result = pool.get_next_unordered(timeout=POLL_S)
-        except TimeoutError:
-            if time.monotonic() - last > stall_timeout_s:
-                waiting = capacity.waiting_workers(workers)
-                if waiting:
-                    raise PipelineError(capacity.stall_message(waiting, stall_timeout_s, "for its shard")) from None
+    while running:
+        done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+        now = time.monotonic()
+        if not done:
+            _check_progress(workers, running, busy_since, queued, now - last, now, stall_timeout_s, shard_timeout_s)
             continue
+        k, shard = running.pop(done[0])
+        queued[k] -= 1
+        busy_since[k] = now
+        try:
+            result = ray.get(done[0])
         except ray.exceptions.RayActorError as err:  # its node died, or it crashed more than max_restarts allow
             raise PipelineError(
                 f"a worker was lost and its shard could not be retried ({capacity.cause(err)}); "
@@ -254,7 +280,31 @@ def run_on_ray(
         except ray.exceptions.RayTaskError as err:
             raise PipelineError(f"a worker failed: {capacity.cause(err)}; the shards done so far are kept, a re-run resumes") from None
         on_done(result)
-        last = time.monotonic()
+        last = now
+        submit(k)
+
+
+def _check_progress(workers, running, busy_since, queued, idle_s, now, stall_timeout_s, shard_timeout_s) -> None:
+    """Stops a run whose workers hang on a shard or wait without end (see :func:`run_on_ray`)."""
+    if shard_timeout_s is not None:
+        for ref, (k, shard) in running.items():
+            if queued[k] and now - busy_since[k] > shard_timeout_s:
+                raise PipelineError(
+                    f"a worker has been on shard {shard.name} for more than {shard_timeout_s:g} s "
+                    "(cluster.shard_timeout_s) and is taken to hang; the run stops, the shards done so far are kept "
+                    "and a re-run resumes (raise cluster.shard_timeout_s if shards take this long)"
+                )
+    if idle_s <= stall_timeout_s:
+        return
+    waiting = capacity.waiting_workers(workers)
+    if waiting is None:
+        raise PipelineError(
+            f"no shard finished for {stall_timeout_s:g} s and the workers' state cannot be read from Ray; the run "
+            "stops rather than wait without end (the shards done so far are kept, a re-run resumes; raise "
+            "cluster.stall_timeout_s if shards take this long)"
+        )
+    if waiting:
+        raise PipelineError(capacity.stall_message(waiting, stall_timeout_s, "for its shard"))
 
 
 def _get(ref):
