@@ -93,7 +93,8 @@ def test_worker_killed_mid_shard_is_survived(local_ray, tmp_path):
     task = write_task(tmp_path / "task.jsonl", n=6)
     marker = tmp_path / "crashed"
     out = run(compose_sweep([*TINY, "task=jsonl", f"task.path={task}", "shard_size=2", "cluster=local",
-                             "debug.crash_on_shard=1", f"debug.crash_marker={marker}", f"out_dir={tmp_path / 'out'}"]))
+                             "model.device=cpu", "debug.crash_on_shard=1", f"debug.crash_marker={marker}",
+                             f"out_dir={tmp_path / 'out'}"]))
     assert marker.exists(), "the injected crash did not happen"
     table = rows(out)
     assert table.num_rows == 6 * (1 + 9)
