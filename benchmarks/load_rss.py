@@ -13,7 +13,7 @@ import argparse
 import resource
 import time
 
-from pipeline.config import model_spec
+from pipeline.models.config import model_spec
 from pipeline.models import load_model
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from pipeline.config import model_spec
+from pipeline.models.config import model_spec
 from pipeline.instances import Instance
 from pipeline.tasks import load_task
 

@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 from pipeline.sweep.runner import ShardResult
 from pipeline.schema import ROW_SCHEMA
 from pipeline.sweep.shards import Shard
-from pipeline.sweep.store import Store
+from pipeline.store import Store
 from pipeline.sweep import write_shard
 
 

@@ -7,31 +7,20 @@ the choice, key or value and the valid ones (:func:`run_app` runs them, then the
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.confdir import CONF_DIR
 from pipeline.errors import PipelineError, one_line
 
 
-def _conf_dir() -> Path:
-    """The Hydra configs: ``pipeline/conf`` in an installed wheel, the checkout's ``conf/`` otherwise.
-
-    ``pyproject.toml`` maps the top-level ``conf/`` (their only source) to the ``pipeline.conf``
-    package, so a non-editable ``pip install`` carries them; an editable install and a plain
-    checkout read ``conf/`` beside the package.
-    """
-    here = Path(__file__).resolve().parent
-    installed = here / "conf"
-    return installed if (installed / "config.yaml").is_file() else here.parent / "conf"
-
-
-CONF_DIR = _conf_dir()
 GROUPS = ("model", "task", "grid", "cluster", "experiment")
 """Config groups; ``experiment`` (``+experiment=main/xnli``, the paper's runs) is not in the defaults."""
 
@@ -192,6 +181,26 @@ def _composition_error(err: Exception) -> str:
     return "; ".join(line for line in kept if line)
 
 
+FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--info", "-i", "--config-name", "-cn", "--config-path", "-cp",
+                    "--config-dir", "-cd", "--experimental-rerun")  # fmt: skip
+
+
+def hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` split into Hydra's flags (``--cfg job``, ``-m``, ...), which Hydra takes only before
+    the overrides, and the ``key=value`` overrides, each in the order given."""
+    flags, overrides, k = [], [], 0
+    while k < len(argv):
+        arg = argv[k]
+        if arg.startswith("-"):
+            takes = arg in FLAGS_WITH_VALUE and k + 1 < len(argv) and "=" not in argv[k + 1]
+            flags.extend(argv[k : k + 1 + takes])
+            k += 1 + takes
+            continue
+        overrides.append(arg)
+        k += 1
+    return flags, overrides
+
+
 def join_repeated(argv: list[str], key: str) -> list[str]:
     """Joins repeated ``key=`` arguments into one ``key=[...]`` list override (Hydra keeps only the last).
 
@@ -247,3 +256,22 @@ def run_app(app: Callable[[], None], argv: list[str] | None, config_name: str, r
         app()
     finally:
         sys.argv = saved
+
+
+def mutable_twin(spec: type) -> type:
+    """A non-frozen dataclass with ``spec``'s fields, types and defaults: its Hydra schema.
+
+    The specs are frozen (they travel to Ray workers and must not change), and OmegaConf makes a
+    frozen dataclass's node read-only, which Hydra cannot merge a YAML file into.
+    """
+    hints = typing.get_type_hints(spec)
+    return dataclasses.make_dataclass(
+        f"{spec.__name__}Schema",
+        [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory))
+         for f in dataclasses.fields(spec)],  # fmt: skip
+    )
+
+
+def plain(node) -> typing.Any:
+    """A composed config node as plain Python (dicts, lists, scalars); anything else as it is."""
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node

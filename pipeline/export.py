@@ -13,16 +13,17 @@ written on error).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from collections.abc import Sequence
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
-from pipeline.instances import Instance
-from pipeline.tasks.scoring import default_rule
 from pipeline.tasks import Task, load_task
 from pipeline.tasks.jsonl import write_jsonl
 
@@ -31,15 +32,22 @@ USAGE = "python -m pipeline.export task=NAME [task.<key>=VALUE ...] out=FILE.jso
 log = logging.getLogger(__name__)
 
 
-def rule_of(task: Task, instance: Instance) -> str:
-    """The scoring rule ``task`` applies to ``instance`` (the JSONL default for tasks that do not say)."""
-    rule = getattr(task, "rule", None)
-    return rule(instance) if callable(rule) else default_rule(instance)
 
 
 def export(task: Task, out: str) -> int:
     """Writes every instance of ``task`` to ``out`` (JSONL task format); returns the count."""
-    return write_jsonl(out, [(instance, rule_of(task, instance)) for instance in task.instances()])
+    return write_jsonl(out, [(instance, task.rule(instance)) for instance in task.instances()])
+
+
+@dataclass
+class ExportSchema:
+    """The types of ``conf/export.yaml`` (ConfigStore ``export_schema``); ``task`` is the task's own keys."""
+
+    task: Any = MISSING
+    out: str = MISSING
+
+
+ConfigStore.instance().store(name="export_schema", node=ExportSchema)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="export", version_base=None)

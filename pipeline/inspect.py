@@ -32,11 +32,11 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
-from pipeline.config import ModelSchema, model_spec
+from pipeline.models.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
-from pipeline.schema import GRANULARITIES
-from pipeline.sweep.shards import write_json_atomic
+from pipeline.schema import GRANULARITIES, check_granularity
+from pipeline.store import Store
 from pipeline.transplant.sites import Replacement, capture_last, decoder_layers, lens_modules, transplant
 from pipeline.tasks import load_task
 
@@ -75,8 +75,7 @@ def lens_probs(
     Raises:
         PipelineError: an unknown granularity, a layer out of range, an empty prompt.
     """
-    if granularity not in GRANULARITIES:
-        raise PipelineError(f"granularity '{granularity}' is not valid; valid: {', '.join(GRANULARITIES)}")
+    check_granularity(granularity)
     n_layers = len(decoder_layers(model))
     for name, layer in (("source_layer", source_layer), ("target_layer", target_layer)):
         if not 0 <= layer < n_layers:
@@ -114,8 +113,7 @@ def case_study(cfg: DictConfig) -> dict[str, Any]:
     """The configured case: instance, pair, and per-layer top-k tokens vanilla vs transplanted."""
     spec = model_spec(cfg.model)
     granularity = str(cfg.granularity)
-    if granularity not in GRANULARITIES:
-        raise PipelineError(f"granularity '{granularity}' is not valid; valid: {', '.join(GRANULARITIES)}")
+    check_granularity(granularity)
     source_layer, target_layer, top_k = (strict_int(cfg, k) for k in ("source_layer", "target_layer", "top_k"))
     if top_k < 1:
         raise PipelineError(f"top_k must be >= 1, got {top_k}")
@@ -246,7 +244,8 @@ def _main(cfg: DictConfig) -> None:
         case = case_study(cfg)
     print(format_table(case))
     if cfg.out:
-        write_json_atomic(case, Path(str(cfg.out)))
+        out = Path(str(cfg.out))
+        Store.open(out.parent).write_json(out.name, case)  # atomically, as every file we write
         log.info("wrote %s", cfg.out)
     if cfg.out_png:
         log.info("wrote %s", draw(case, Path(str(cfg.out_png))))

@@ -25,7 +25,6 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pipeline.cli import CONF_DIR, config_errors, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
-from pipeline.export import rule_of
 from pipeline.tasks import Task, load_task
 from pipeline.tasks.common import BuiltinTask
 from pipeline.tasks.jsonl import write_jsonl
@@ -71,7 +70,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         config["split"] = "all"
     task = load_task(config)
     pilot = build_pilot(task, cfg.n, cfg.seed)
-    count = write_jsonl(str(cfg.out), [(record.instance, rule_of(task, record.instance)) for record in pilot])
+    count = write_jsonl(str(cfg.out), [(record.instance, task.rule(record.instance)) for record in pilot])
     langs = len({record.instance.lang for record in pilot})
     summary = f"{count} instances ({langs} languages, n={cfg.n}, seed={cfg.seed})"
     log.info("wrote a PilotSet of %s of task %s to %s", summary, config["name"], cfg.out)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pipeline.errors import PipelineError
+
 ROW_SCHEMA = pa.schema(
     [
         pa.field("instance_id", pa.string(), nullable=False),
@@ -34,3 +36,10 @@ ROW_SCHEMA = pa.schema(
 GRANULARITIES = ("attn", "ffn", "block", "attn_released")
 """Transplant sites (``pipeline/transplant/sites.py``): attn = the paper's equation, attn_released = the
 authors' released code (layer input + attention output), ffn, block (decoder layer output)."""
+
+
+def check_granularity(name: str) -> str:
+    """``name`` if it is one of :data:`GRANULARITIES`; the one check every entry point and the engine use."""
+    if name not in GRANULARITIES:
+        raise PipelineError(f"granularity '{name}' is not valid; valid: {', '.join(GRANULARITIES)}")
+    return name

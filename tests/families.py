@@ -1,4 +1,4 @@
-"""Tiny random checkpoints of every model family in pipeline/transplant/layouts.py (tests only).
+"""Tiny random checkpoints of every model family in pipeline/models/layouts.py (tests only).
 
 Each is built from ``AutoConfig.for_model(model_type, ...)`` with 3 layers, hidden size 64 and the
 byte tokenizer of ``pipeline.models.tiny``; ``OVERRIDES`` shrinks what a family's defaults make large
@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from pipeline.models.tiny import BOS_ID, EOS_ID, PAD_ID, build_tokenizer
-from pipeline.transplant.attention import loadable_implementation
+from pipeline.models.layouts import loadable_implementation
 
 VOCAB = 320
 COMMON = dict(

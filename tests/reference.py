@@ -25,7 +25,7 @@ import torch
 from transformers import GenerationConfig
 
 
-# The reference's own site lookup (deliberately not the engine's table, pipeline/transplant/layouts.py):
+# The reference's own site lookup (deliberately not the engine's table, pipeline/models/layouts.py):
 # the first of the common names that exists, then a per-family exception or two.
 LAYER_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "transformer.blocks", "gpt_neox.layers")
 ATTN_NAMES = ("self_attn", "self_attention", "attention", "attn")

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from reduce_rows import row, write_run_json, write_shard
 
-from pipeline.select.features import FEATURE_SCHEMA, LAYER_FEATURES
+from pipeline.selector.features import FEATURE_SCHEMA, LAYER_FEATURES
 
 LANGS = ("de", "fr", "sw")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 from hydra import compose, initialize_config_dir
 
-from pipeline.config import SweepConfig, sweep_config
+from pipeline.sweep.config import SweepConfig, sweep_config
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = ["instance_id", "granularity", "source_layer", "target_layer"]

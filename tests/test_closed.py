@@ -9,7 +9,6 @@ an unauthenticated job refused by a head: ``test_sweep_ray.py``.)
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -28,8 +27,8 @@ from sweeps import REPO, cli, compose_sweep, rows, wait_for, write_task
 
 from pipeline.errors import PipelineError
 from pipeline.sweep import run
-from pipeline.sweep import shards as shards_module
-from pipeline.sweep.store import Store, redact
+from pipeline.sweep import outdir as outdir_module
+from pipeline.store import Store, redact
 from pipeline.sweep.workers import _check_progress
 
 TINY = ["cluster=inprocess", "model.tiny.n_layers=2", "max_new_tokens=3"]
@@ -110,13 +109,13 @@ def _lease_store(s3, name: str) -> Store:
 
 def test_the_lease_is_renewed_while_the_sweep_runs(s3, monkeypatch):
     """A holder busy longer than the lease keeps it: a second sweep keeps waiting, never takes it."""
-    monkeypatch.setattr(shards_module, "LEASE_SECONDS", 3)
-    monkeypatch.setattr(shards_module, "HEARTBEAT_SECONDS", 0.5)
+    monkeypatch.setattr(outdir_module, "LEASE_SECONDS", 3)
+    monkeypatch.setattr(outdir_module, "HEARTBEAT_SECONDS", 0.5)
     store = _lease_store(s3, "renewed")
     taken = threading.Event()
-    with shards_module.locked_out_dir(store):
+    with outdir_module.locked_out_dir(store):
         def second() -> None:
-            with shards_module.locked_out_dir(store):
+            with outdir_module.locked_out_dir(store):
                 taken.set()
 
         other = threading.Thread(target=second, daemon=True)
@@ -132,7 +131,7 @@ def test_a_lease_whose_holder_is_gone_is_taken_over_at_once(s3, caplog):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     store.write_bytes(".lock", f"{socket.gethostname()}:{dead.stdout.strip()}:1".encode())
     start = time.monotonic()
-    with caplog.at_level(logging.INFO), shards_module.locked_out_dir(store):
+    with caplog.at_level(logging.INFO), outdir_module.locked_out_dir(store):
         assert time.monotonic() - start < 5
     assert "that process no longer runs on this host" in caplog.text
 
@@ -143,7 +142,7 @@ def test_waiting_for_a_live_lease_says_when_it_expires_and_how_to_take_it(s3, ca
     got = threading.Event()
 
     def wait() -> None:
-        with shards_module.locked_out_dir(store):
+        with outdir_module.locked_out_dir(store):
             got.set()
 
     with caplog.at_level(logging.INFO):
@@ -164,7 +163,7 @@ def test_a_symbolic_link_as_the_lock_is_refused(tmp_path):
     out.mkdir()
     (out / ".lock").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(PipelineError, match=r"\.lock \(it is a symbolic link, which a lock is never taken through\)"):
-        with shards_module.locked_out_dir(Store.open(out)):
+        with outdir_module.locked_out_dir(Store.open(out)):
             pass
     assert not (tmp_path / "elsewhere").exists()
 

@@ -27,7 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.sweep import main as sweep_main
 from pipeline.transplant.engine import EngineOptions, TransplantEngine
-from pipeline.transplant.layouts import LAYOUTS
+from pipeline.models.layouts import LAYOUTS
 
 MAX_NEW = 8
 INSTANCES = [
@@ -183,7 +183,7 @@ def test_model_without_decoder_layers_is_refused_before_run_json(tmp_path, monke
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "error: model type mamba (MambaForCausalLM): no decoder layers at any of model.layers, transformer.h, "
-        "gpt_neox.layers, model.decoder.layers, transformer.blocks; add its layout to pipeline/transplant/layouts.py"
+        "gpt_neox.layers, model.decoder.layers, transformer.blocks; add its layout to pipeline/models/layouts.py"
     ]
     assert not out.exists()
 

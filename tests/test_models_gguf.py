@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pipeline.models import gguf
 from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec, describe_model, load_model
-from pipeline.sweep.store import umask
+from pipeline.store import umask
 from pipeline.sweep import main as sweep_main
 
 TEXTS = ["the cat is on the table", "Der Hund schläft.", "天空是蓝色的"]

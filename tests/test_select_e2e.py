@@ -20,10 +20,10 @@ from sweeps import compose_sweep
 
 from pipeline import reduce
 from pipeline.reduce.results import shard_files
-from pipeline.sweep.store import Store
+from pipeline.store import Store
 from pipeline.select.__main__ import main as select_main
-from pipeline.select.features import read_features
-from pipeline.select.fit import load
+from pipeline.selector.features import read_features
+from pipeline.selector.fitted import load
 from pipeline.sweep import run as sweep_run
 from pipeline.models.tiny import TinySpec, build_tiny
 
@@ -180,7 +180,7 @@ class _Payload:
 def test_the_selector_directory_holds_data_and_allowed_types_only(flow):
     import skops.io
 
-    from pipeline.select import artefact
+    from pipeline.selector import artefact
 
     directory = flow["root"] / "selector"
     assert {p.name for p in directory.iterdir()} == set(artefact.FILES)
@@ -222,7 +222,7 @@ def test_a_worker_refuses_a_selector_changed_after_the_driver_read_it(flow, tmp_
     import shutil
 
     from pipeline.errors import PipelineError
-    from pipeline.select.apply import SelectedPlan
+    from pipeline.selector.apply import SelectedPlan
 
     copy = tmp_path / "selector"
     shutil.copytree(flow["root"] / "selector", copy)

@@ -140,3 +140,24 @@ def test_selected_sweep_needs_a_selector(tmp_path):
         sweep_run(compose_sweep(["cluster=inprocess", "task=jsonl", f"task.path={task}", "grid=selected",
                                  f"grid.selector={tmp_path}", f"out_dir={tmp_path / 'out'}"]))  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["fit", "run=r", "out=o", "folds=abc"], "folds=abc"),  # a typed key (SelectSchema), not a traceback
+        (["fit", "run=r", "out=o", "n_boot=[1]"], "n_boot"),
+        (["fitt", "run=r"], "unknown command 'fitt'; valid: fit, evaluate"),
+        (["run=r", "out=o"], "no command given; valid: fit, evaluate"),
+    ],
+)
+def test_bad_options_are_one_line(tmp_path, capsys, argv, expected):
+    assert expected in refused(capsys, argv)
+
+
+def test_hydra_flags_may_come_first(capsys):
+    """``--cfg job`` before or after the command prints the composed config, runs nothing."""
+    for argv in (["--cfg", "job", "fit", "run=a", "run=b", "out=o"], ["fit", "--cfg", "job", "run=a", "run=b", "out=o"]):
+        main(argv)
+        out = capsys.readouterr().out
+        assert "command: fit" in out and "run:\n- a\n- b\n" in out, out

@@ -15,7 +15,8 @@ from select_synth import noise_rule, write_synthetic_run
 
 from pipeline.reduce import metrics
 from pipeline.select.__main__ import main
-from pipeline.select.fit import ALWAYS, NEVER, decide, pick_margin
+from pipeline.select.fit import ALWAYS, NEVER, pick_margin
+from pipeline.selector.fitted import decide
 
 FAST = ["folds=3", "threads=1", "params.hgb.max_leaf_nodes=7", "params.hgb.max_iter=60", "n_boot=300"]
 

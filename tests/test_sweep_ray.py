@@ -74,7 +74,7 @@ def test_auto_on_a_cluster_with_gpus_means_cuda_and_is_never_mixed_with_cpu(loca
 
 
 def test_workers_hold_distinct_gpus(local_ray, tmp_path):
-    from pipeline.config import ClusterSpec
+    from pipeline.sweep.config import ClusterSpec
     from pipeline.sweep.plan import GridPlan
     from pipeline.sweep.workers import start_workers
 

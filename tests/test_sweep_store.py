@@ -1,4 +1,4 @@
-"""The result store (pipeline.sweep.store) on a local folder, and where a sweep's out_dir resolves.
+"""The result store (pipeline.store) on a local folder, and where a sweep's out_dir resolves.
 
 The store against a real S3-compatible server is tested in tests/test_multinode.py.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from sweeps import REPO, cli, write_task
 
-from pipeline.config import RAY_JOB_ENV, RESULTS_ROOT_ENV, resolve_out_dir
+from pipeline.sweep.config import RAY_JOB_ENV, RESULTS_ROOT_ENV, resolve_out_dir
 from pipeline.errors import PipelineError
-from pipeline.sweep.store import Store
+from pipeline.store import Store
 
 
 def test_local_store_writes_whole_files_and_lists_them(tmp_path):

@@ -109,16 +109,18 @@ def test_pivot_zh_pairs_with_the_chinese_line() -> None:
 
 
 def test_a_few_languages_read_only_their_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.tasks.sources as sources
     import pipeline.tasks.xnli as xnli
 
     opened: list[tuple[str, int | None]] = []
-    real = xnli.read_json_lines
+    real = sources.read_json_lines
 
     def spy(path: Path, limit: int | None = None) -> list:
         opened.append((str(path.relative_to(ROOT)), limit))
         return real(path, limit)
 
-    monkeypatch.setattr(xnli, "read_json_lines", spy)
+    monkeypatch.setattr(sources, "read_json_lines", spy)  # the paired prompt and answer files
+    monkeypatch.setattr(xnli, "read_json_lines", spy)  # the label words
     task = load_task({"name": "xnli", "source": "release", "root": str(ROOT), "split": "pilot", "langs": ["de"]})
     assert len(task.instances()) == 50
     assert {path for path, _ in opened} == {

@@ -21,8 +21,8 @@ from transformers.utils import logging as hf_logging
 
 from pipeline.models import gguf
 from pipeline.errors import PipelineError, one_line
-from pipeline.transplant.attention import loadable_implementation
-from pipeline.transplant.layouts import Sites, resolve
+from pipeline.models.layouts import loadable_implementation
+from pipeline.models.layouts import Sites, resolve
 from pipeline.models.tiny import TinySpec, build_tiny, tiny_config
 from pipeline.models.tiny import build_tokenizer as build_tiny_tokenizer
 
@@ -119,7 +119,7 @@ def describe_model(spec: ModelSpec) -> ModelFacts:
     """Layer count and revision from the config alone; checks the attn/ffn/block sites exist.
 
     The model is instantiated on the ``meta`` device (no memory, no weights), so a family whose
-    decoder layers cannot be found (:mod:`pipeline.transplant.layouts`) fails here, before Ray or
+    decoder layers cannot be found (:mod:`pipeline.models.layouts`) fails here, before Ray or
     any work starts; granularities some layer lacks are reported in ``missing``.
     """
     if spec.tiny is not None:

@@ -24,7 +24,7 @@ from transformers import (
 )
 
 from pipeline.errors import PipelineError
-from pipeline.transplant.attention import loadable_implementation
+from pipeline.models.layouts import loadable_implementation
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2

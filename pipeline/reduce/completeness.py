@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.sweep.shards import SHARD_DIR, Shard
-from pipeline.sweep.store import Store
+from pipeline.rundir import SHARD_DIR, shard_name
+from pipeline.store import Store
 
 SHOWN = 4
 """Missing shard names spelled out in the one-line message (the rest are counted)."""
@@ -73,7 +73,7 @@ def check_run(store: Store, meta: dict, n_instances_present: int) -> Completenes
     missing: list[str] = []
     if isinstance(n_shards, int) and isinstance(meta.get("shard_size"), int):
         present = set(store.files(SHARD_DIR, ".parquet"))  # one listing, not a request per shard
-        planned = (f"{SHARD_DIR}/{Shard(index=k, total=n_shards, instances=()).name}" for k in range(n_shards))
+        planned = (f"{SHARD_DIR}/{shard_name(k, n_shards)}" for k in range(n_shards))
         missing = [rel for rel in planned if rel not in present]
     planned = meta.get("n_instances")
     return Completeness(

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -47,10 +46,12 @@ from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.reduce.langid import LanguageIdentifier, resolve_lid_model
 from pipeline.reduce.report import write_markdown, write_tables
-from pipeline.reduce.results import UnitResults, attach_selections, load_run, shard_files
+from pipeline.reduce.results import UnitResults, load_run, shard_files
+from pipeline.reduce.selected import attach_selections
 from pipeline.reduce.completeness import check_run
-from pipeline.sweep.shards import SHARD_DIR, replace_dir
-from pipeline.sweep.store import Store, umask
+from pipeline.files import replace_dir, staged_dir
+from pipeline.rundir import SHARD_DIR
+from pipeline.store import Store
 from pipeline.reduce.summary import SCHEMA_VERSION, ReportOptions, clean, short_model, summarize_unit
 
 REPORT_MARKER = ".xtransplant-report"
@@ -241,10 +242,7 @@ def _write_atomically(summary: dict, out: Store, figures: bool) -> Path | str:
     nothing else) are deleted and the new ones uploaded, the marker last.
     """
     parent = out.local_path.parent if out.is_local else Path(tempfile.gettempdir())
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=parent))
-    try:
-        tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 -> the user's umask: reports are shared
+    with staged_dir(Path(out.name), parent) as tmp:
         (tmp / REPORT_MARKER).write_text(f"written by pipeline.reduce {__version__}\n")
         summary["tables"] = [p.name for p in write_tables(summary, tmp)]
         per_run, shared = _draw(summary["runs"], tmp) if figures else ({}, [])
@@ -259,8 +257,6 @@ def _write_atomically(summary: dict, out: Store, figures: bool) -> Path | str:
         for path in sorted(tmp.iterdir(), key=lambda p: p.name == REPORT_MARKER):
             out.write_bytes(path.name, path.read_bytes())
         return out.describe()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _draw(entries: list[dict], out: Path) -> tuple[dict[str, list[str]], list[str]]:

@@ -13,7 +13,6 @@ granularity (every gain is measured against vanilla).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pipeline.errors import PipelineError
-from pipeline.sweep.shards import FEATURES_DIR
-from pipeline.sweep.store import Store
+from pipeline.rundir import FEATURES_DIR, read_run
+from pipeline.store import Store
 
 BASE_COLUMNS = (
     "instance_id", "lang", "response_lang", "granularity", "source_layer", "target_layer",
@@ -127,7 +126,7 @@ class UnitResults:
     vanilla: Outcomes
     grid: Outcomes
     selected: np.ndarray | None = None  # [n_instances] learned selection correct (1/0), NaN = not covered
-    selected_run: str | None = None  # the grid=selected run it comes from (see attach_selections)
+    selected_run: str | None = None  # the grid=selected run it comes from (see selected.attach_selections)
     selected_upper: np.ndarray | None = None  # [n_instances] vanilla or a config of this run is correct
 
     @property
@@ -157,12 +156,7 @@ class _Accumulator:
 
 def read_run_info(store: Store, groups_override: dict[str, list[str]] | None = None) -> RunInfo:
     """Reads the run's ``run.json`` if present; without it, groups are empty unless given in the config."""
-    meta: dict = {}
-    if store.is_file("run.json"):
-        try:
-            meta = json.loads(store.read_text("run.json"))
-        except json.JSONDecodeError as err:
-            raise PipelineError(f"{store.describe('run.json')}: not valid JSON ({err})") from err
+    meta = read_run(store) or {}
     task_cfg = (meta.get("config") or {}).get("task") or {}
     groups = groups_override if groups_override else (meta.get("groups") or {})
     return RunInfo(
@@ -360,63 +354,3 @@ def _scatter(rows, flat: np.ndarray, shape, with_consistency, path, name) -> Out
         target = array.reshape(-1)
         target[flat] = True if name_ == "present" else rows[name_]
     return out
-
-
-def attach_selections(units: list[UnitResults]) -> None:
-    """Sets ``selected`` on every unit that a ``grid=selected`` run of the same model and task covers.
-
-    A ``grid=selected`` sweep (``pipeline.select``, issue 11) writes per instance vanilla rows and at
-    most one config row, the selected one, at its granularity. Per instance the learned selection's
-    correctness is that row's, or vanilla's where the selector kept vanilla. It is attached by
-    instance id to the selected run's own units and to every other unit of the same (model, task,
-    n_layers), e.g. the full or SourceLast/TargetFirst sweep of the same instances given to the
-    same reduce. On those, ``selected_upper`` is the per-instance upper bound of the gap closed
-    (``pipeline.reduce.summary``): vanilla or some config of that run, at any granularity the selected run
-    covers, is correct.
-
-    Raises:
-        PipelineError: two ``grid=selected`` runs of one (model, task), or an instance with two
-            selected config rows.
-    """
-    runs: dict[tuple[str, str, str, int], list[UnitResults]] = {}
-    for unit in units:
-        if unit.run.meta.get("grid") == "selected":
-            runs.setdefault((str(unit.run.path), unit.model, unit.task, unit.n_layers), []).append(unit)
-    outcomes: dict[tuple[str, str, int], tuple[str, dict[str, float]]] = {}
-    for (path, model, task, n_layers), members in runs.items():
-        if (model, task, n_layers) in outcomes:
-            raise PipelineError(
-                f"runs {outcomes[(model, task, n_layers)][0]} and {path} are both grid=selected runs of "
-                f"{model} on {task}; give the reduce one selected run per model and task"
-            )
-        chosen: dict[str, float] = {}
-        for unit in members:
-            has_row = unit.grid.present.any(axis=(1, 2))
-            right = (unit.grid.correct & unit.grid.present).any(axis=(1, 2))
-            for k in np.flatnonzero(has_row):
-                key = str(unit.instance_ids[k])
-                if key in chosen:
-                    raise PipelineError(f"run {path}: instance {key} has more than one selected config row")
-                chosen[key] = float(right[k])
-        for unit in members:
-            for k, key in enumerate(map(str, unit.instance_ids)):
-                chosen.setdefault(key, float(unit.vanilla.correct[k]))
-        outcomes[(model, task, n_layers)] = (path, chosen, {u.granularity for u in members})
-    upper: dict[tuple[str, str, str], dict[str, bool]] = {}
-    for unit in units:
-        found = outcomes.get((unit.model, unit.task, unit.n_layers))
-        if found is None or unit.run.meta.get("grid") == "selected" or unit.granularity not in found[2]:
-            continue
-        right = upper.setdefault((str(unit.run.path), unit.model, unit.task), {})
-        any_config = (unit.grid.correct & unit.grid.present).any(axis=(1, 2)) | unit.vanilla.correct
-        for key, value in zip(map(str, unit.instance_ids), any_config, strict=True):
-            right[key] = right.get(key, False) or bool(value)
-    for unit in units:
-        found = outcomes.get((unit.model, unit.task, unit.n_layers))
-        if found is None:
-            continue
-        unit.selected_run, chosen, _ = found
-        unit.selected = np.array([chosen.get(str(i), np.nan) for i in unit.instance_ids], np.float64)
-        right = upper.get((str(unit.run.path), unit.model, unit.task))
-        if right is not None:
-            unit.selected_upper = np.array([right.get(str(i), False) for i in unit.instance_ids], bool)

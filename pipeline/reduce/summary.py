@@ -127,7 +127,7 @@ def learned_selection(unit: UnitResults, mask: np.ndarray, strata: np.ndarray | 
     the mean of the per-language accuracies, as a group value is) and the gap closed =
     (learned - vanilla) / (upper bound - vanilla) with a 95% bootstrap interval over instances,
     the upper bound being the share of instances for which vanilla or some config of this unit's
-    run, at a granularity the selected run covers, is correct (``results.attach_selections``).
+    run, at a granularity the selected run covers, is correct (``selected.attach_selections``).
     No gap on the selected run's own units: their configs are only the selected ones.
     """
     empty = dict.fromkeys(LEARNED_KEYS)

@@ -16,22 +16,21 @@ selection.md / selection.json (default: the first run's ``selection/``). Then
 
 from __future__ import annotations
 
-import logging
-
 import json
-import shutil
+import logging
 import sys
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pipeline.cli import CONF_DIR, config_errors, join_repeated, run_app
+from pipeline.cli import CONF_DIR, config_errors, hydra_flags, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
-from pipeline.files import check_owned_dir
-from pipeline.sweep.shards import replace_dir
+from pipeline.files import check_owned_dir, written_whole
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
 COMMANDS = ("fit", "evaluate")
@@ -39,6 +38,29 @@ REPORT_MARKER = "selection.json"
 REPORT_FILES = frozenset({REPORT_MARKER, "selection.md"})  # what evaluate writes (and so may replace)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SelectSchema:
+    """The types of ``conf/select.yaml``'s keys (ConfigStore ``select_schema``); the values and their
+    comments are the YAML's. Hydra refuses an unknown key or a wrong type (``folds=abc``) in one line."""
+
+    command: str = MISSING
+    run: Any = MISSING  # one directory or a list (run= may repeat)
+    out: Optional[str] = MISSING  # noqa: UP045  (OmegaConf reads typing.Optional)
+    selector: Optional[str] = MISSING  # noqa: UP045
+    learner: str = MISSING
+    candidates: str = MISSING
+    granularities: Any = MISSING  # null, one name or a list
+    folds: int = MISSING
+    seed: int = MISSING
+    margin: Optional[float] = MISSING  # noqa: UP045
+    n_boot: int = MISSING
+    threads: Optional[int] = MISSING  # noqa: UP045
+    params: Any = MISSING  # a grid per learner: {learner: {name: value or [values]}}
+
+
+ConfigStore.instance().store(name="select_schema", node=SelectSchema)
 
 
 def fit_command(cfg: dict) -> Path:
@@ -99,7 +121,8 @@ def cv_markdown(selector, cv: dict) -> str:
 def evaluate_command(cfg: dict) -> Path:
     from pipeline.select.data import load_table
     from pipeline.select.evaluate import evaluate, markdown
-    from pipeline.select.fit import _plain, load
+    from pipeline.select.fit import _plain
+    from pipeline.selector.fitted import load
 
     if not cfg["selector"]:
         raise PipelineError("evaluate needs selector=DIR (made by python -m pipeline.select fit)")
@@ -138,15 +161,9 @@ def evaluate_command(cfg: dict) -> Path:
 
 def _write_report(out: Path, report: dict, text: str) -> None:
     """selection.json + selection.md into a temporary sibling, renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with written_whole(out) as tmp:  # the previous report moves aside only once this one is complete
         (tmp / REPORT_MARKER).write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "selection.md").write_text(text)
-        replace_dir(tmp, out)  # the previous one moves aside first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="select", version_base=None)
@@ -168,9 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         raise SystemExit(0 if argv else 2)
-    if argv[0] not in COMMANDS:
-        raise PipelineError(f"unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)} (python -m pipeline.select fit ...)")
-    args = [f"command={argv[0]}", *join_repeated(argv[1:], "run")]
+    command = next((a for a in argv if a in COMMANDS), None)  # Hydra's flags (--cfg job) may come first
+    if command is None:
+        given = next((a for a in argv if "=" not in a and not a.startswith("-")), None)
+        what = f"unknown command {given!r}" if given else "no command given"
+        raise PipelineError(f"{what}; valid: {', '.join(COMMANDS)} (python -m pipeline.select fit ...)")
+    flags, overrides = hydra_flags([a for a in argv if a != command])
+    args = [*flags, f"command={command}", *join_repeated(overrides, "run")]
     run_app(_hydra_main, args, config_name="select")
 
 

@@ -1,7 +1,7 @@
 """Sweep runs -> one table a selector learns from or is evaluated on (issue 11, items 2 and 4).
 
 A :class:`SelectionTable` joins, per instance (task, instance id), the features of
-``pipeline.select.features`` with the correctness of vanilla and of every *candidate* config
+``pipeline.selector.features`` with the correctness of vanilla and of every *candidate* config
 (granularity, source layer, target layer) read from the run's ordinary rows
 (``pipeline.reduce.results.load_run``). Candidates are the paper's Table 4 rows, SourceLast (i = N-1,
 every j) and TargetFirst (every i, j = 0): 2N - 1 pairs per granularity present; or the full grid.
@@ -21,13 +21,11 @@ import pyarrow as pa
 
 from pipeline.errors import PipelineError
 from pipeline.reduce.results import UnitResults, load_run
-from pipeline.select.features import read_features
-from pipeline.sweep.store import redact
+from pipeline.selector.features import read_features
+from pipeline.selector.fitted import Candidate
+from pipeline.store import redact
 
 CANDIDATE_SETS = ("sl_tf", "full")
-
-Candidate = tuple[str, int, int]
-"""(granularity, source layer, target layer) of one transplant config."""
 
 
 def candidate_pairs(kind: str, n_layers: int) -> list[tuple[int, int]]:

@@ -25,7 +25,8 @@ import numpy as np
 from pipeline.reduce import metrics
 from pipeline.sweep.plan import COARSE
 from pipeline.select.data import SelectionTable
-from pipeline.select.fit import Selector, ceiling_of, log_loss, selected_correct
+from pipeline.select.fit import ceiling_of, log_loss, selected_correct
+from pipeline.selector.fitted import Selector
 
 ENTROPY_CANDIDATES = ((0, 0), (-1, 0))  # Appendix F: (first, first) and (last, first)
 

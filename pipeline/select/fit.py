@@ -1,4 +1,4 @@
-"""Fitting a selector with instance-grouped cross-validation, and its saved artefact (issue 11, item 2).
+"""Fitting a selector with instance-grouped cross-validation, and saving it (issue 11, item 2).
 
 The rule (per instance): score vanilla and every candidate config with the learned P(correct);
 take the best candidate c* if P(c*) > P(vanilla) + margin, else keep vanilla. Hyperparameters are
@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from sklearn.model_selection import GroupKFold
 
 from pipeline.errors import PipelineError
 from pipeline.files import check_owned_dir
 from pipeline.reduce import metrics
-from pipeline.select import artefact
+from pipeline.selector import artefact
+from pipeline.selector.fitted import Selector, decide
 from pipeline.select.data import Candidate, SelectionTable
-from pipeline.select.learners import LEARNERS, FeatureSpec, make_scorer
-from pipeline.sweep.shards import replace_dir
+from pipeline.selector.learners import LEARNERS, FeatureSpec, make_scorer
+from pipeline.files import written_whole
 
 NEVER, ALWAYS = 1.0, -1.0  # margins: P(c*) - P(vanilla) lies in [-1, 1]
 
@@ -61,49 +59,6 @@ class FitOptions:
         names = sorted(space)
         values = [v if isinstance(v, list | tuple) else [v] for v in (space[n] for n in names)]
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)] or [{}]
-
-
-@dataclass
-class Selector:
-    """The saved artefact: scorer (sklearn pipelines inside) + rule + what it applies to."""
-
-    model: str
-    n_layers: int
-    candidates: list[Candidate]
-    spec: FeatureSpec
-    scorer: object
-    margin: float
-    learner: str
-    params: dict
-    best_fixed: Candidate | None
-    training: dict
-
-    @property
-    def granularities(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(g for g, _, _ in self.candidates))
-
-    def probabilities(self, features: pa.Table) -> np.ndarray:
-        """[n, K + 1] P(correct): column 0 vanilla, then the candidates."""
-        return self.scorer.predict(self.spec.encode(features))
-
-    def choose(self, features: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-        """(choice [n]: candidate index or -1 for vanilla, probabilities [n, K + 1]).
-
-        One thread: a shard's few instances are quick, and OpenMP threads competing with the
-        model's for the same cores are slower by an order of magnitude.
-        """
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):
-            p = self.probabilities(features)
-        return decide(p, self.margin), p
-
-
-def decide(p: np.ndarray, margin: float) -> np.ndarray:
-    """The rule: best candidate if its P exceeds vanilla's by more than ``margin``, else -1 (vanilla)."""
-    best = np.argmax(p[:, 1:], axis=1) if p.shape[1] > 1 else np.zeros(len(p), int)
-    lift = p[np.arange(len(p)), best + 1] - p[:, 0]
-    return np.where(lift > margin, best, -1)
 
 
 def selected_correct(choice: np.ndarray, correct: np.ndarray, vanilla: np.ndarray) -> np.ndarray:
@@ -227,7 +182,7 @@ def _mean_folds(folds: list[dict]) -> dict:
     return {k: float(np.nanmean([np.nan if f[k] is None else f[k] for f in folds])) for k in keys}
 
 
-# -- the artefact on disk (pipeline.select.artefact: data, never code) ---------------------------
+# -- the artefact on disk (pipeline.selector.artefact: data, never code) -------------------------
 def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
     """Writes ``out/`` atomically: selector.json, estimators.skops, cv.json, cv.md.
 
@@ -238,9 +193,7 @@ def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
 
     out = Path(out)
     check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with written_whole(out) as tmp:  # the previous selector moves aside only once this one is complete
         state, estimators = selector.scorer.export()
         meta = {
             "model": selector.model, "n_layers": selector.n_layers, "learner": selector.learner,
@@ -252,10 +205,6 @@ def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
         artefact.write(tmp, _plain(meta), estimators)
         (tmp / "cv.json").write_text(json.dumps(_plain(cv), indent=1) + "\n")
         (tmp / "cv.md").write_text(describe)
-        replace_dir(tmp, out)  # the previous one moves aside first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -264,27 +213,6 @@ def check_out(out: Path) -> None:
     replaced); anything else is refused."""
     check_owned_dir(out, artefact.is_selector_dir(out) if out.is_dir() else False, artefact.FILES | {artefact.PICKLE},
                     "a selector directory (its selector.json)")  # fmt: skip
-
-
-def load(path: str | Path, expected: str | None = None) -> Selector:
-    """Loads a selector directory written by :func:`save`; ``expected``: the fingerprint it must have."""
-    meta, estimators = artefact.read(path, expected)
-    try:
-        spec = FeatureSpec(n_layers=int(meta["n_layers"]), langs=list(meta["langs"]), tasks=list(meta["tasks"]),
-                           names=list(meta["features"]))  # fmt: skip
-        candidates = [tuple(c) for c in meta["candidates"]]
-        scorer = make_scorer(meta["learner"], spec, candidates, dict(meta["params"])).restore(meta["scorer"], estimators)
-        best = meta.get("best_fixed")
-        return Selector(
-            model=meta["model"], n_layers=spec.n_layers, candidates=candidates, spec=spec, scorer=scorer,
-            margin=float(meta["margin"]), learner=meta["learner"], params=dict(meta["params"]),
-            best_fixed=tuple(best) if best else None, training=dict(meta.get("training") or {}),
-        )  # fmt: skip
-    except (KeyError, TypeError, ValueError) as err:
-        raise PipelineError(f"selector {path}: {artefact.MARKER} is incomplete ({type(err).__name__}: {err})") from err
-
-
-fingerprint = artefact.fingerprint
 
 
 def _plain(value):

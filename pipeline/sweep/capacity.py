@@ -9,7 +9,7 @@ for a restart after their node died) instead of waiting with them.
 
 Actor states come from the GCS through ``ray._private.state`` (the public ``ray.util.state``
 needs the dashboard, which the sweep's own local cluster does not run). Ray is imported through
-``pipeline.sweep.workers``, which sets the private local cluster's environment before Ray reads it.
+``pipeline.sweep.rayenv``, which sets the private local cluster's environment before Ray reads it.
 """
 
 from __future__ import annotations
@@ -18,25 +18,19 @@ import logging
 import re
 from collections.abc import Sequence
 
-from pipeline.config import ClusterSpec
+from pipeline.sweep.config import ClusterSpec
 from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec
+from pipeline.sweep.rayenv import ray
 
 log = logging.getLogger("pipeline.sweep")
 
 WAITING = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "RESTARTING")
 
 
-def _ray():
-    """Ray, imported after ``pipeline.sweep.workers`` has set up its environment (see the module docstring)."""
-    from pipeline.sweep.workers import ray
-
-    return ray
-
-
 def live_nodes() -> list[tuple[str, dict[str, float]]]:
     """(address, total resources) of every live node, by address."""
-    return sorted((n["NodeManagerAddress"], n.get("Resources") or {}) for n in _ray().nodes() if n.get("Alive"))
+    return sorted((n["NodeManagerAddress"], n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive"))
 
 
 def _describe(nodes: list[tuple[str, dict[str, float]]]) -> str:
@@ -83,7 +77,7 @@ def check_device(model: ModelSpec) -> None:
     """Refuses ``model.device=cuda`` on a cluster with no GPU resource, before any actor starts."""
     if model.device != "cuda":
         return
-    if not _ray().cluster_resources().get("GPU", 0):
+    if not ray.cluster_resources().get("GPU", 0):
         raise PipelineError(
             f"model.device=cuda, but the Ray cluster has no GPU resource (live nodes: {_describe(live_nodes())}); "
             "use model.device=auto or cpu, or run on nodes with GPUs"
@@ -111,7 +105,7 @@ def stall_message(waiting: Sequence, seconds: float, what: str) -> str:
     except Exception:  # noqa: BLE001
         table = {}
     states = sorted({(table.get(w._actor_id.hex()) or {}).get("State", "unknown") for w in waiting})
-    free = _ray().available_resources()
+    free = ray.available_resources()
     return (
         f"the sweep stopped: {len(waiting)} worker(s) waited more than {seconds:g} s {what} "
         f"({', '.join(states)}: no live node has the resources they ask for; live nodes: {_describe(live_nodes())}; "

@@ -6,7 +6,7 @@
 
 Flow: Hydra config -> typed :class:`SweepConfig` -> task instances -> shards -> worker actors
 (model resident) -> each shard's Arrow table back to this driver -> one atomic Parquet file per
-shard under ``out_dir/shards/`` + ``run.json``, in the run's store (``pipeline.sweep.store``: a local
+shard under ``out_dir/shards/`` + ``run.json``, in the run's store (``pipeline.store``: a local
 folder or a URI). Only the driver writes, and it counts a shard done only once the file reads back
 from the store with the rows the shard must hold, so a row computed on any node of a cluster
 lands in the one store the driver names. Re-running the same command resumes: only shards
@@ -19,7 +19,7 @@ import logging
 import socket
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,31 +28,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__
 from pipeline.cli import CONF_DIR, config_errors, run_app
-from pipeline.config import SweepConfig, sweep_config
+from pipeline.sweep.config import SweepConfig, sweep_config
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.sweep.plan import InstancePlan, make_plan
 from pipeline.transplant.decoding import check_checkpoint
-from pipeline.models import check_context, describe_model
-from pipeline.transplant.layouts import unavailable
+from pipeline.instances import Instance
+from pipeline.models import ModelFacts, check_context, describe_model
+from pipeline.models.layouts import unavailable
+from pipeline.sweep.outdir import check_out_dir, guard_out_dir, locked_out_dir
 from pipeline.sweep.progress import Progress
 from pipeline.sweep.rows import RunTags
 from pipeline.sweep.runner import RunPlan, ShardDone, ShardResult, ShardRunner
-from pipeline.sweep.shards import (
-    RUN_FILE,
-    features_rel,
-    Shard,
-    check_out_dir,
-    check_shard_set,
-    guard_out_dir,
-    locked_out_dir,
-    pending,
-    plan_shards,
-    read_run,
-    shard_problem,
-    shard_rel,
-)
-from pipeline.sweep.store import Store, redact
+from pipeline.sweep.shards import Shard, check_shard_set, pending, plan_shards, shard_problem, shard_rel
+from pipeline.rundir import RUN_FILE, features_rel, read_run
+from pipeline.store import Store, redact
 from pipeline.tasks import load_task
+from pipeline.tasks.base import Task
+from pipeline.transplant.engine import EngineOptions
 
 log = logging.getLogger("pipeline.sweep")
 
@@ -64,13 +56,61 @@ def _slug(value) -> str:
 OmegaConf.register_new_resolver("xt_slug", _slug, replace=True)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A sweep checked and planned: everything :func:`run` needs once it holds the out_dir."""
+
+    cfg: SweepConfig  # model resolved to one device kind and dtype (ModelSpec.for_run)
+    store: Store
+    task: Task
+    instances: list[Instance]
+    facts: ModelFacts
+    grid: InstancePlan
+    engine: EngineOptions  # the task's own max_new_tokens applied
+    pool_size: int | None
+    config_hash: str
+    identity: dict
+    shards: list[Shard]
+
+
 def run(cfg: SweepConfig) -> Path | str:
     """Runs (or resumes) a sweep; returns its out_dir (a Path, or the URI of a remote store). Testable without Hydra.
 
     Every check that can refuse the run (task, model, grid, out_dir) happens before anything is
-    written; then the out_dir is created and locked for the whole run (a second identical sweep
-    waits, then finds the shards done).
+    written (:func:`_prepare`); then the out_dir is created and locked for the whole run (a second
+    identical sweep waits, then finds the shards done).
     """
+    prep = _prepare(cfg)
+    store, shards = prep.store, prep.shards
+    if not cfg.overwrite:  # refused now, not after waiting for another sweep's lock
+        guard_out_dir(store, prep.config_hash, cfg.shard_size, False, prep.identity)
+        check_shard_set(store, shards)
+    with locked_out_dir(store) as renew_lock:
+        # under the lock: another sweep may have written here while this one waited, and
+        # overwrite=true moves a previous run aside only while this sweep holds the out_dir
+        guard_out_dir(store, prep.config_hash, cfg.shard_size, cfg.overwrite, prep.identity)
+        check_shard_set(store, shards)
+        todo = pending(store, shards, lambda shard: _expected_on_disk(store, prep.grid, shard))
+        previous = read_run(store) or {}
+        meta = _run_meta(prep, previous, finished=previous.get("finished") if not todo else None)
+        store.write_json(RUN_FILE, meta)
+        log.info(
+            "[sweep] %s: %d instances x (%d granularities x %d pairs + vanilla) on %s (%d layers); "
+            "%d/%d shards already done; out_dir %s",
+            meta["task"], len(prep.instances), len(prep.grid.granularities), len(prep.grid.pairs),
+            prep.cfg.model.name, prep.facts.n_layers, len(shards) - len(todo), len(shards), store.describe(),
+        )  # fmt: skip
+        recorder = _Recorder(prep, meta, todo, dict(previous.get("computed_on") or {}), renew_lock)
+        _execute(prep, todo, recorder.commit, recorder.started)
+        if todo or not meta["finished"]:
+            meta.update(finished=_now(), computed_on=recorder.computed_on)
+            store.write_json(RUN_FILE, meta)
+    log.info("[sweep] done: %d shards in %s", len(shards), store.describe())
+    return store.local_path if store.is_local else store.uri
+
+
+def _prepare(cfg: SweepConfig) -> _Prepared:
+    """Checks the task, model, grid, cluster and out_dir, and plans the run; writes nothing."""
     store = Store.open(cfg.out_dir)
     check_out_dir(store)
     task = load_task(cfg.task)
@@ -80,91 +120,75 @@ def run(cfg: SweepConfig) -> Path | str:
     facts = describe_model(cfg.model)
     if facts.path is not None:  # an unsupported generation setting is refused before anything is written
         check_checkpoint(facts.path, facts.hub_revision, cfg.engine.decoding)
-    n_layers = facts.n_layers
-    task_name = str(cfg.task["name"])
-    grid = make_plan(cfg.grid, cfg.granularities, task_name, n_layers, cfg.model.name, cfg.features)
-    granularities, pairs = grid.granularities, grid.pairs
-    for granularity in granularities:  # a hybrid family's layers may lack a module (pipeline.transplant.layouts)
+    grid = make_plan(cfg.grid, cfg.granularities, str(cfg.task["name"]), facts.n_layers, cfg.model.name, cfg.features)
+    for granularity in grid.granularities:  # a hybrid family's layers may lack a module (pipeline.models.layouts)
         if facts.missing and granularity in facts.missing:
-            raise PipelineError(unavailable(facts.model_type, granularity, facts.missing[granularity], n_layers))
-    engine = cfg.engine
-    if task.max_new_tokens:
-        engine = replace(engine, max_new_tokens=task.max_new_tokens)
+            raise PipelineError(unavailable(facts.model_type, granularity, facts.missing[granularity], facts.n_layers))
+    engine = replace(cfg.engine, max_new_tokens=task.max_new_tokens) if task.max_new_tokens else cfg.engine
     pool_size, gpus = _preflight(cfg)  # the cluster can hold the workers and has the device asked for
     cfg = replace(cfg, model=cfg.model.for_run(gpus))  # one device kind and one dtype for every worker
     check_context(cfg.model, facts, instances, engine.max_new_tokens)  # every prompt fits, before anything runs
-    config_hash = grid.run_hash(cfg.config_hash(instances, facts.revision))  # grid=selected: the selector's too
-    identity = cfg.result_identity(instances, facts.revision)  # in run.json: a refusal can name what differs
-    shards = plan_shards(instances, cfg.shard_size)
-    if not cfg.overwrite:  # refused now, not after waiting for another sweep's lock
-        guard_out_dir(store, config_hash, cfg.shard_size, False, identity)
-        check_shard_set(store, shards)
-    with locked_out_dir(store) as renew_lock:
-        # under the lock: another sweep may have written here while this one waited, and
-        # overwrite=true moves a previous run aside only while this sweep holds the out_dir
-        guard_out_dir(store, config_hash, cfg.shard_size, cfg.overwrite, identity)
-        check_shard_set(store, shards)
-        todo = pending(store, shards, lambda shard: _expected_on_disk(store, grid, shard))
-        previous = read_run(store)
-        meta = {
-            "model": cfg.model.name,
-            "model_path": cfg.model.path,
-            "model_revision": facts.revision,
-            "task": task_name,
-            "granularities": list(granularities),
-            "n_layers": n_layers,
-            "n_instances": len(instances),
-            "groups": {k: list(v) for k, v in task.groups.items()},
-            "grid": cfg.grid.kind,
-            "selector": cfg.grid.selector,
-            "features": grid.features,
-            "pairs": [list(p) for p in pairs],
-            "max_new_tokens": engine.max_new_tokens,
-            "config": _jsonable(cfg),
-            "config_hash": config_hash,
-            "result_identity": identity,
-            "shard_size": cfg.shard_size,
-            "n_shards": len(shards),
-            "package_version": __version__,
-            "started": (previous or {}).get("started") or _now(),
-            "resumed": [*(previous or {}).get("resumed", []), _now()] if previous else [],
-            "finished": (previous or {}).get("finished") if not todo else None,
-        }
-        store.write_json(RUN_FILE, meta)
-        log.info(
-            "[sweep] %s: %d instances x (%d granularities x %d pairs + vanilla) on %s (%d layers); "
-            "%d/%d shards already done; out_dir %s",
-            task_name, len(instances), len(granularities), len(pairs), cfg.model.name, n_layers,
-            len(shards) - len(todo), len(shards), store.describe(),
-        )  # fmt: skip
-        plan = RunPlan(
-            model=cfg.model, task=cfg.task, grid=grid.portable(), engine=engine,
-            tags=RunTags(cfg.model.name, task_name, n_layers, config_hash), debug=cfg.debug,
-        )
-        configs_per_shard = cfg.shard_size * grid.configs_per_instance()
-        progress = Progress(len(shards), len(shards) - len(todo), configs_per_shard)
-        by_index = {shard.index: shard for shard in todo}
-        computed_on = dict((previous or {}).get("computed_on") or {})  # shard -> node that computed it
+    return _Prepared(
+        cfg=cfg, store=store, task=task, instances=instances, facts=facts, grid=grid, engine=engine,
+        pool_size=pool_size,
+        config_hash=grid.run_hash(cfg.config_hash(instances, facts.revision)),  # grid=selected: the selector's too
+        identity=cfg.result_identity(instances, facts.revision),  # in run.json: a refusal can name what differs
+        shards=plan_shards(instances, cfg.shard_size),
+    )  # fmt: skip
 
-        def commit(result: ShardResult) -> None:
-            shard = by_index[result.index]
-            write_shard(store, shard, result, grid.expected_rows(len(shard.instances), result.features))
-            computed_on[shard.name] = result.node
-            renew_lock()
-            progress.update(ShardDone(result.index, result.table.num_rows, result.configs, result.seconds))
 
-        def started(described: list[dict]) -> None:
-            for k, worker in enumerate(described):
-                log.info("[sweep] worker %d on node %s: %s", k, worker["node"], worker["device"])
-            meta["workers"] = described
-            store.write_json(RUN_FILE, meta)
+def _run_meta(prep: _Prepared, previous: dict, finished: str | None) -> dict:
+    """The run's ``run.json``: what ran, on what, and when (``previous``: the file a resume found)."""
+    cfg = prep.cfg
+    return {
+        "model": cfg.model.name,
+        "model_path": cfg.model.path,
+        "model_revision": prep.facts.revision,
+        "task": str(cfg.task["name"]),
+        "granularities": list(prep.grid.granularities),
+        "n_layers": prep.facts.n_layers,
+        "n_instances": len(prep.instances),
+        "groups": {k: list(v) for k, v in prep.task.groups.items()},
+        "grid": cfg.grid.kind,
+        "selector": cfg.grid.selector,
+        "features": prep.grid.features,
+        "pairs": [list(p) for p in prep.grid.pairs],
+        "max_new_tokens": prep.engine.max_new_tokens,
+        "config": _jsonable(cfg),
+        "config_hash": prep.config_hash,
+        "result_identity": prep.identity,
+        "shard_size": cfg.shard_size,
+        "n_shards": len(prep.shards),
+        "package_version": __version__,
+        "started": previous.get("started") or _now(),
+        "resumed": [*previous.get("resumed", []), _now()] if previous else [],
+        "finished": finished,
+    }
 
-        _execute(cfg, plan, todo, commit, started, pool_size)
-        if todo or not meta["finished"]:
-            meta.update(finished=_now(), computed_on=computed_on)
-            store.write_json(RUN_FILE, meta)
-    log.info("[sweep] done: %d shards in %s", len(shards), store.describe())
-    return store.local_path if store.is_local else store.uri
+
+class _Recorder:
+    """Takes each computed shard into the store and keeps ``run.json`` and the progress line current."""
+
+    def __init__(self, prep: _Prepared, meta: dict, todo: list[Shard], computed_on: dict, renew_lock):
+        self.prep, self.meta, self.renew_lock = prep, meta, renew_lock
+        self.by_index = {shard.index: shard for shard in todo}
+        self.computed_on = computed_on  # shard -> node that computed it
+        n = len(prep.shards)
+        self.progress = Progress(n, n - len(todo), prep.cfg.shard_size * prep.grid.configs_per_instance())
+
+    def commit(self, result: ShardResult) -> None:
+        shard = self.by_index[result.index]
+        expected = self.prep.grid.expected_rows(len(shard.instances), result.features)
+        write_shard(self.prep.store, shard, result, expected)
+        self.computed_on[shard.name] = result.node
+        self.renew_lock()
+        self.progress.update(ShardDone(result.index, result.table.num_rows, result.configs, result.seconds))
+
+    def started(self, described: list[dict]) -> None:
+        for k, worker in enumerate(described):
+            log.info("[sweep] worker %d on node %s: %s", k, worker["node"], worker["device"])
+        self.meta["workers"] = described
+        self.prep.store.write_json(RUN_FILE, self.meta)
 
 
 def _expected_on_disk(store: Store, grid: InstancePlan, shard: Shard) -> int | None:
@@ -215,8 +239,7 @@ def _preflight(cfg: SweepConfig) -> tuple[int | None, bool]:
         if cfg.model.device == "cuda" and not torch.cuda.is_available():
             raise PipelineError("model.device=cuda but no CUDA device is visible to this process")
         return None, torch.cuda.is_available()
-    from pipeline.sweep import workers  # first: it sets the local cluster's environment before Ray is imported
-    from pipeline.sweep import capacity
+    from pipeline.sweep import capacity, workers  # here: an in-process run never imports Ray
 
     workers.connect(cfg.cluster)
     capacity.check_device(cfg.model)
@@ -224,11 +247,16 @@ def _preflight(cfg: SweepConfig) -> tuple[int | None, bool]:
     return capacity.pool_size(cfg.cluster, gpus and cfg.model.device != "cpu"), gpus
 
 
-def _execute(cfg: SweepConfig, plan: RunPlan, todo, on_done, on_started, pool_size: int | None) -> None:
+def _execute(prep: _Prepared, todo, on_done, on_started) -> None:
     """Runs the pending shards in-process or on a pool of Ray worker actors; ``on_done`` gets each
     result, ``on_started`` where each worker runs (node, device and dtype) once they are up."""
     if not todo:
         return
+    cfg, pool_size = prep.cfg, prep.pool_size
+    plan = RunPlan(
+        model=cfg.model, task=cfg.task, grid=prep.grid.portable(), engine=prep.engine,
+        tags=RunTags(cfg.model.name, str(cfg.task["name"]), prep.facts.n_layers, prep.config_hash), debug=cfg.debug,
+    )
     if cfg.cluster.kind == "inprocess":
         runner = ShardRunner(plan)
         on_started([{"node": socket.gethostname(), "device": runner.device, "gpus": []}])

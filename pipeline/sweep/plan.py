@@ -106,7 +106,7 @@ def grid_pairs(spec: GridSpec, n_layers: int, task: str) -> list[tuple[int, int]
         return [(i, 0) for i in range(n_layers)]
     if spec.kind == "upper_bounds":  # SourceLast, then TargetFirst without (last, 0) a second time
         return [(last, j) for j in range(n_layers)] + [(i, 0) for i in range(last)]
-    if spec.kind == "selected":  # chosen per instance by the selector (pipeline.select.apply)
+    if spec.kind == "selected":  # chosen per instance by the selector (pipeline.selector.apply)
         return []
     if spec.kind == "coarse":
         _, source, target = coarse_setting(task)
@@ -138,7 +138,7 @@ def grid_granularities(spec: GridSpec, requested: Sequence[str], task: str) -> t
 # -- per-instance plans -------------------------------------------------------------------------
 # A plan says which configs each instance of a shard runs, as (granularities, pairs) per instance
 # (vanilla always comes along), and so how many rows a finished shard holds. Every grid kind is
-# one: a fixed grid gives every instance the same entry; ``grid=selected`` (pipeline.select.apply)
+# one: a fixed grid gives every instance the same entry; ``grid=selected`` (pipeline.selector.apply)
 # gives each instance vanilla plus the config its selector chose from the instance's features.
 # The sweep, its resume check and the runner only ever talk to a plan.
 
@@ -197,7 +197,7 @@ def make_plan(spec: GridSpec, requested: Sequence[str], task: str, n_layers: int
               features: bool = False) -> InstancePlan:  # fmt: skip
     """The plan of a sweep's grid: a :class:`GridPlan`, or the selector's plan for ``grid=selected``."""
     if spec.kind == "selected":  # the selector is the one producer of per-instance plans that learns
-        from pipeline.select.apply import SelectedPlan
+        from pipeline.selector.apply import SelectedPlan
 
         return SelectedPlan.load(spec.selector, n_layers, model_name)
     return GridPlan(grid_granularities(spec, requested, task), tuple(grid_pairs(spec, n_layers, task)), features)

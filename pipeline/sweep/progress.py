@@ -18,7 +18,6 @@ class Progress:
     def __init__(self, total_shards: int, already_done: int, configs_per_shard: float):
         self.total = total_shards
         self.done = already_done
-        self.start_done = already_done
         self.configs = 0
         self.configs_per_shard = configs_per_shard
         self.started = time.perf_counter()

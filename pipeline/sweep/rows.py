@@ -1,6 +1,7 @@
 """Turns the engine's generations of one shard into Parquet rows (``schema.ROW_SCHEMA``).
 
-Decoding and scoring happen here, next to the model, so the driver only ever sees file names.
+Decoding and scoring happen here, next to the model, so the driver receives finished Arrow tables
+(text, scores and token statistics), never tensors or token ids to decode.
 A vanilla generation is computed once per instance and written once per granularity of the run,
 so each granularity's rows stand alone in the reports.
 """

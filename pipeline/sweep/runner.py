@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.config import DebugSpec
+from pipeline.sweep.config import DebugSpec
 from pipeline.instances import Instance
 from pipeline.transplant.engine import EngineOptions, Generation, TransplantEngine
 from pipeline.models import ModelSpec, load_model
@@ -82,7 +82,7 @@ class ShardRunner:
         self.grid = plan.grid.resolved()  # grid=selected: the worker loads the selector once
         self.extractor = None
         if self.grid.features:
-            from pipeline.select.features import FeatureExtractor
+            from pipeline.selector.features import FeatureExtractor
 
             self.extractor = FeatureExtractor(self.loaded.model, self.loaded.tokenizer, plan.engine.instance_batch)
 

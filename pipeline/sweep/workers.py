@@ -1,33 +1,16 @@
-"""Ray worker actors: one per GPU (or per CPU slot), model resident, shards scheduled by an ActorPool.
+"""Ray worker actors: one per GPU (or per CPU slot), model resident, shards handed out as workers free up.
 
 Following Ray's batch-inference guide: the model is loaded once in the actor's ``__init__`` (from
-the spec, not shipped bytes) and work runs under ``torch.inference_mode()``. Shards are handed out
-by ``ray.util.ActorPool.map_unordered``, each actor listed ``in_flight`` times so that it always
-has its next shard queued. Retry semantics are Ray's: a worker process that dies mid-shard is
+the spec, not shipped bytes) and work runs under ``torch.inference_mode()``. :func:`run_on_ray`
+keeps ``in_flight`` shards queued on each worker, so that it always has its next shard, and
+watches for workers that hang or wait without end. Retry semantics are Ray's: a worker process that dies mid-shard is
 restarted (``max_restarts``) and the shard it held re-executed on it (``max_task_retries``), both
-set explicitly because Ray's defaults are 0; when they are used up the run fails with Ray's
-``ActorDiedError`` and a re-run resumes. A worker writes nothing: it returns the shard's Arrow
+set explicitly because Ray's defaults are 0; when they are used up the run fails with one line and
+a re-run resumes. A worker writes nothing: it returns the shard's Arrow
 table (through Ray's object store) and the driver writes it atomically into the run's store, so
 a retried shard never leaves a half file or a duplicate, and a shard computed on any node lands
-where the driver's ``out_dir`` is.
-
-The local cluster a sweep starts (no ``RAY_ADDRESS``) is private to the driver:
-
-* loopback only. ``ray.init(_node_ip_address="127.0.0.1")`` and ``ray start --node-ip-address``
-  both replace a loopback address by the machine's reachable one, so every Ray process listened
-  on all interfaces. Ray's single-machine mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the
-  switch Ray itself turns off on macOS and Windows) gives the node 127.0.0.1; GCS, raylet, object
-  manager, workers, agents and the metrics servers then all bind loopback.
-* token authentication on, with a fresh per-run token in the environment (``RAY_AUTH_MODE=token``
-  and ``RAY_AUTH_TOKEN``, inherited by the cluster's processes); Ray's warning about turning it on
-  by default is not printed and no token file is written to the home directory.
-* it dies with the driver: Ray starts GCS and raylet with the kernel's parent-death signal, and
-  the worker actors are owned by the driver's job; the pool is also shut down explicitly at the
-  end of every run (actors killed, then ``ray.shutdown()``).
-
-Ray reads these switches once, when it is imported, so they are set here before ``import ray``;
-a user's own ``RAY_*`` settings win, and under ``ray job submit`` (``RAY_ADDRESS`` set) nothing is
-changed: the sweep joins that cluster as it is.
+where the driver's ``out_dir`` is. The local cluster a sweep starts is private to the driver
+(:mod:`.rayenv`).
 """
 
 from __future__ import annotations
@@ -35,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import secrets
 import signal
 import sys
 import time
@@ -43,35 +25,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
+import torch
 
-def _private_local_cluster_environment() -> bool:
-    """Loopback and token authentication for a local cluster started by this process (see above).
-
-    Returns:
-        Whether Ray sees these settings: False when Ray was imported before this module without
-        them (the environment is then left alone, so the process does not mix two auth modes).
-    """
-    if os.environ.get("RAY_ADDRESS"):
-        return True
-    if "ray" in sys.modules:
-        return os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0"
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    return True
-
-
-PRIVATE_LOCAL_CLUSTER = _private_local_cluster_environment()
-
-import ray  # noqa: E402  (after the environment above: Ray reads it at import)
-import torch  # noqa: E402
-
-from pipeline.sweep import capacity  # noqa: E402
-from pipeline.config import ClusterSpec  # noqa: E402
-from pipeline.errors import PipelineError, one_line  # noqa: E402
-from pipeline.sweep.runner import RunPlan, ShardResult, ShardRunner  # noqa: E402
-from pipeline.sweep.shards import Shard  # noqa: E402
+from pipeline.sweep.rayenv import PRIVATE_LOCAL_CLUSTER, ray  # first: sets Ray's environment before it is imported
+from pipeline.errors import PipelineError, one_line
+from pipeline.sweep import capacity
+from pipeline.sweep.config import ClusterSpec
+from pipeline.sweep.runner import RunPlan, ShardResult, ShardRunner
+from pipeline.sweep.shards import Shard
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

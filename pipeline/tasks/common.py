@@ -26,10 +26,10 @@ from typing import Any, ClassVar
 
 from omegaconf import OmegaConf
 
-from pipeline.cli import CONF_DIR
+from pipeline.confdir import CONF_DIR
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.tasks.scoring import score
+from pipeline.tasks.base import Task
 from pipeline.tasks.languages import default_groups, with_cot
 from pipeline.tasks.pilotset import PILOT_SEED, PILOT_SIZE, Record, select_pilot, split_pool
 
@@ -40,18 +40,13 @@ RELEASE_SUBSETS = {"pilot": ("sample",), "unseen": ("unseen",), "all": ("sample"
 SPLIT_OF_SUBSET = {"sample": "pilot", "unseen": "unseen"}
 
 
-def fail(message: str) -> PipelineError:
-    """A one-line user error (see :mod:`pipeline.errors`)."""
-    return PipelineError(message)
-
-
 @functools.cache
 def _task_yaml_text(name: str) -> str:
     path = CONF_DIR / "task" / f"{name}.yaml"
     try:
         return json.dumps(OmegaConf.to_container(OmegaConf.load(path)))
     except OSError as err:
-        raise fail(f"task {name}: cannot read its config {path} ({err})") from err
+        raise PipelineError(f"task {name}: cannot read its config {path} ({err})") from err
 
 
 def task_yaml(name: str) -> dict[str, Any]:
@@ -63,7 +58,7 @@ def _is_missing(value: Any) -> bool:
     return value is None or value == "???"
 
 
-class BuiltinTask:
+class BuiltinTask(Task):
     """Base of the six benchmark tasks; the sweep sees only the :class:`~pipeline.tasks.base.Task` API.
 
     Args:
@@ -92,15 +87,15 @@ class BuiltinTask:
         defaults = self.defaults()
         if cfg.get("source", defaults["source"]) not in self.SOURCES:
             valid = ", ".join(self.SOURCES)
-            raise fail(f"task {self.NAME}: task.source={cfg['source']!r} is not valid; choose one of: {valid}")
+            raise PipelineError(f"task {self.NAME}: task.source={cfg['source']!r} is not valid; choose one of: {valid}")
         unknown = sorted(set(cfg) - set(defaults))
         if unknown:
-            raise fail(f"task {self.NAME}: unknown key {unknown[0]!r}; valid keys: {', '.join(defaults)}")
+            raise PipelineError(f"task {self.NAME}: unknown key {unknown[0]!r}; valid keys: {', '.join(defaults)}")
         merged = {**defaults, **{key: value for key, value in cfg.items() if key != "hub"}}
         hub, valid_hub = cfg.get("hub") or {}, defaults["hub"]
         if not isinstance(hub, Mapping) or set(hub) - set(valid_hub):
             extra = sorted(set(hub) - set(valid_hub)) if isinstance(hub, Mapping) else ["(not a mapping)"]
-            raise fail(f"task {self.NAME}: unknown task.hub key {extra[0]!r}; valid: {', '.join(valid_hub)}")
+            raise PipelineError(f"task {self.NAME}: unknown task.hub key {extra[0]!r}; valid: {', '.join(valid_hub)}")
         merged["hub"] = {**valid_hub, **hub}
         self.config = merged
         self.source = self._choice("source", self.SOURCES)
@@ -123,13 +118,13 @@ class BuiltinTask:
     def _choice(self, key: str, valid: Sequence[str]) -> str:
         value = self.config[key]
         if value not in valid:
-            raise fail(f"task {self.NAME}: task.{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+            raise PipelineError(f"task {self.NAME}: task.{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
         return value
 
     def _int(self, key: str) -> int:
         value = self.config[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise fail(f"task {self.NAME}: task.{key} must be an integer, got {value!r}")
+            raise PipelineError(f"task {self.NAME}: task.{key} must be an integer, got {value!r}")
         return value
 
     def _positive_int(self, key: str, optional: bool = False) -> int | None:
@@ -137,24 +132,24 @@ class BuiltinTask:
             return None
         value = self._int(key)
         if value < 1:
-            raise fail(f"task {self.NAME}: task.{key} must be >= 1, got {value}")
+            raise PipelineError(f"task {self.NAME}: task.{key} must be >= 1, got {value}")
         return value
 
     def _lang_list(self, key: str, value: Any) -> list[str]:
         if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-            raise fail(f"task {self.NAME}: task.{key} must be a non-empty list of language codes, got {value!r}")
+            raise PipelineError(f"task {self.NAME}: task.{key} must be a non-empty list of language codes, got {value!r}")
         langs = []
         for lang in value:
             if isinstance(lang, bool):
-                raise fail(
+                raise PipelineError(
                     f"task {self.NAME}: task.{key} holds a boolean ({lang}); "
                     "YAML reads no/yes as booleans, quote them: 'no'"
                 )
             if not isinstance(lang, str) or not lang:
-                raise fail(f"task {self.NAME}: task.{key} must hold language codes (strings), got {lang!r}")
+                raise PipelineError(f"task {self.NAME}: task.{key} must hold language codes (strings), got {lang!r}")
             langs.append(lang)
         if len(set(langs)) != len(langs):
-            raise fail(f"task {self.NAME}: task.{key} lists a language twice: {langs}")
+            raise PipelineError(f"task {self.NAME}: task.{key} lists a language twice: {langs}")
         return langs
 
     def _rendered_from_templates(self) -> bool:
@@ -166,15 +161,15 @@ class BuiltinTask:
         if not self._rendered_from_templates():
             for lang in langs:
                 if lang not in self.LANGS:
-                    raise fail(f"task {self.NAME}: unknown language {lang!r}; valid: {' '.join(self.LANGS)}")
+                    raise PipelineError(f"task {self.NAME}: unknown language {lang!r}; valid: {' '.join(self.LANGS)}")
         return langs
 
     def _pivot(self) -> str:
         pivot = self.config["pivot"]
         if not isinstance(pivot, str) or not pivot:
-            raise fail(f"task {self.NAME}: task.pivot must be a language code, got {pivot!r}")
+            raise PipelineError(f"task {self.NAME}: task.pivot must be a language code, got {pivot!r}")
         if not self._rendered_from_templates() and pivot not in self.LANGS:
-            raise fail(f"task {self.NAME}: task.pivot={pivot!r} is not one of its languages: {' '.join(self.LANGS)}")
+            raise PipelineError(f"task {self.NAME}: task.pivot={pivot!r} is not one of its languages: {' '.join(self.LANGS)}")
         return pivot
 
     def _parse_groups(self) -> dict[str, list[str]]:
@@ -186,19 +181,19 @@ class BuiltinTask:
             and all(isinstance(m, str) for m in members)
             for name, members in groups.items()
         ):
-            raise fail(f"task {self.NAME}: task.groups must map group names to lists of languages, got {groups!r}")
+            raise PipelineError(f"task {self.NAME}: task.groups must map group names to lists of languages, got {groups!r}")
         return {name: list(members) for name, members in groups.items()}
 
     def _root(self) -> Path:
         root = self.config["root"]
         if _is_missing(root):
-            raise fail(
+            raise PipelineError(
                 f"task {self.NAME}: task.root is required with task.source=release "
                 "(the authors' data directory, e.g. task.root=../shared/xtransplant-data)"
             )
         path = Path(str(root)).expanduser()
         if not path.is_dir():
-            raise fail(f"task {self.NAME}: task.root directory not found: {path}")
+            raise PipelineError(f"task {self.NAME}: task.root directory not found: {path}")
         return path
 
     def template_langs(self) -> list[str]:
@@ -210,7 +205,7 @@ class BuiltinTask:
     def _check_templates(self) -> None:
         for lang in self.template_langs():
             if lang not in self.TEMPLATE_LANGS:
-                raise fail(
+                raise PipelineError(
                     f"task {self.NAME}: no prompt template for language {lang!r}; "
                     f"templates exist for: {' '.join(self.TEMPLATE_LANGS)}"
                 )
@@ -310,15 +305,6 @@ class BuiltinTask:
     def rule(self, instance: Instance) -> str:
         """The task's scoring rule name (the same for every instance)."""
         return self.RULE
-
-    def score(self, instance: Instance, response: str) -> bool:
-        """True iff ``response`` is correct under the authors' rule for this task."""
-        return score(self.rule(instance), instance, response)
-
-    @property
-    def groups(self) -> Mapping[str, Sequence[str]]:
-        """The task's Table 3 groups of the configured languages, or ``task.groups``."""
-        return self._groups
 
     @property
     def max_new_tokens(self) -> int | None:

@@ -15,7 +15,8 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from pipeline.tasks.common import BuiltinTask, fail
+from pipeline.errors import PipelineError
+from pipeline.tasks.common import BuiltinTask
 from pipeline.tasks.pilotset import Record
 from pipeline.tasks.sources import attach_translations, read_translations
 
@@ -54,7 +55,7 @@ class CulturalTask(BuiltinTask):
             isinstance(countries, Mapping)
             and all(isinstance(k, str) and isinstance(v, str) for k, v in countries.items())
         ):
-            raise fail(f"task {self.NAME}: task.countries must map country names to language codes, got {countries!r}")
+            raise PipelineError(f"task {self.NAME}: task.countries must map country names to language codes, got {countries!r}")
         self.country_lang = {**self.COUNTRY_LANG, **(countries or {})}
         self.translations: dict[str, str] = {}
         if self.source == "hub":

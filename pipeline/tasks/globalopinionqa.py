@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.tasks.common import SPLIT_OF_SUBSET, fail
+from pipeline.tasks.common import SPLIT_OF_SUBSET
 from pipeline.tasks.cultural import CulturalTask, render_options, slug
 from pipeline.tasks.pilotset import Record
 from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines, require_file
@@ -90,7 +90,7 @@ class GlobalOpinionQaTask(CulturalTask):
         super()._validate()
         bound = self.config["min_top_prob"]
         if isinstance(bound, bool) or not isinstance(bound, int | float) or not 0 <= bound <= 1:
-            raise fail(f"task {self.NAME}: task.min_top_prob must be a number in [0, 1], got {bound!r}")
+            raise PipelineError(f"task {self.NAME}: task.min_top_prob must be a number in [0, 1], got {bound!r}")
         if self.source == "release":
             for subset in self.release_subsets():
                 base = self.release_dir(subset)

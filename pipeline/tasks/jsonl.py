@@ -21,7 +21,8 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.tasks.scoring import RULES, TRUE_FALSE, default_rule, score
+from pipeline.tasks.base import Task
+from pipeline.tasks.scoring import RULES, TRUE_FALSE, default_rule
 from pipeline.tasks.languages import default_groups
 
 REQUIRED = ("id", "lang", "prompt", "source_prompt", "answer")
@@ -200,7 +201,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[tuple[Instance, str]]) -
     return len(lines)
 
 
-class JsonlTask:
+class JsonlTask(Task):
     """Instances read from a JSONL task file; scored per line by the format's rule.
 
     Args:
@@ -239,16 +240,3 @@ class JsonlTask:
         """The scoring rule of ``instance`` (the ``scoring`` field or the format's default)."""
         return self._rules.get(instance.id) or default_rule(instance)
 
-    def score(self, instance: Instance, response: str) -> bool:
-        """Scores ``response`` by the instance's rule (:mod:`pipeline.tasks.scoring`)."""
-        return score(self.rule(instance), instance, response)
-
-    @property
-    def groups(self) -> Mapping[str, Sequence[str]]:
-        """Resource groups of the file's languages (Table 3), or the configured ones."""
-        return self._groups
-
-    @property
-    def max_new_tokens(self) -> int | None:
-        """A JSONL file does not ask for a generation budget: the run's applies."""
-        return None

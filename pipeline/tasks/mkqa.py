@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.tasks.common import BuiltinTask, fail
+from pipeline.tasks.common import BuiltinTask
 from pipeline.tasks.languages import ROLES, dialogue
 from pipeline.tasks.pilotset import Record
 from pipeline.tasks.sources import hub_rows
@@ -74,7 +74,7 @@ class MkqaTask(BuiltinTask):
     def _validate(self) -> None:
         hub = self.config["hub"]
         if not hub["data_files"] and hub["path"] == "apple/mkqa":
-            raise fail(
+            raise PipelineError(
                 "task mkqa: the Hub repo apple/mkqa is script-only and datasets>=4 cannot load it; "
                 "download mkqa.jsonl.gz and set task.hub.data_files=FILE"
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.tasks.scoring import score
+from pipeline.tasks.base import Task
 from pipeline.tasks.common import task_yaml
 from pipeline.tasks.jsonl import JsonlTask
 from pipeline.tasks.languages import default_groups
@@ -25,7 +25,7 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 SUBSET_RULES = {"xnli": "choice", "xquad": "contains", "globalopinionqa": "letter"}
 
 
-class SampleTask:
+class SampleTask(Task):
     """The bundled sample; loadable with no arguments (``load_task({"name": "sample"})``).
 
     Args:
@@ -65,16 +65,3 @@ class SampleTask:
         """The scoring rule of the instance's subset."""
         return self._rules[instance.id]
 
-    def score(self, instance: Instance, response: str) -> bool:
-        """Scores ``response`` by the rule of the instance's subset (its benchmark's rule)."""
-        return score(self.rule(instance), instance, response)
-
-    @property
-    def groups(self) -> Mapping[str, Sequence[str]]:
-        """Resource groups (Table 3) of the sample's languages, or the configured ones."""
-        return self._groups
-
-    @property
-    def max_new_tokens(self) -> int | None:
-        """The sample asks for no budget of its own: the run's applies."""
-        return None

@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.instances import Instance
+from pipeline.tasks.pilotset import Record
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -59,6 +62,42 @@ def read_json_lines(path: Path, limit: int | None = None) -> list[Any]:
             except json.JSONDecodeError as err:
                 raise PipelineError(f"{path} line {number}: invalid JSON ({err.msg})") from None
     return values
+
+
+@dataclass(frozen=True)
+class ReleaseLine:
+    """Line ``k`` (0-based) of a language's release files: its prompt, the pivot's, its answer."""
+
+    lang: str
+    k: int
+    prompt: str
+    source_prompt: str
+    answer: Any
+    answer_file: Path
+
+    def record(self, task: str, split: str, answer: str, **choices: Any) -> Record:
+        """The line as a :class:`Record` of item ``<task>-<split>-<k>``, answered in its own language."""
+        item = f"{task}-{split}-{self.k:05d}"
+        return Record(item, Instance(id=f"{item}-{self.lang}", lang=self.lang, prompt=self.prompt,
+                                     source_prompt=self.source_prompt, answer=answer, response_lang=self.lang,
+                                     **choices))  # fmt: skip
+
+
+def release_lines(base: Path, file_name: Callable[[str], str], pivot: str, langs: Sequence[str],
+                  limit: int | None) -> Iterator[ReleaseLine]:  # fmt: skip
+    """The authors' release of a multilingual task, line by line: ``split/<file>`` holds the prompts,
+    ``ans/<file>`` the answers, each paired line by line with the pivot's prompts (checked)."""
+    pivot_file = base / "split" / file_name(pivot)
+    sources = read_json_lines(pivot_file, limit)
+    for lang in langs:
+        prompt_file, answer_file = base / "split" / file_name(lang), base / "ans" / file_name(lang)
+        check_paired([prompt_file, pivot_file])
+        check_paired([prompt_file, answer_file])
+        prompts = read_json_lines(prompt_file, limit)
+        answers = read_json_lines(answer_file, limit)
+        for k, (prompt, source, answer) in enumerate(zip(prompts, sources, answers)):
+            yield ReleaseLine(lang, k, expect_str(prompt, prompt_file, k + 1), expect_str(source, pivot_file, k + 1),
+                              answer, answer_file)  # fmt: skip
 
 
 def expect_str(value: Any, path: Path, line: int, what: str = "a JSON string") -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.tasks.common import BuiltinTask, fail
+from pipeline.tasks.common import BuiltinTask
 from pipeline.tasks.languages import ROLES
 from pipeline.tasks.pilotset import Record
 from pipeline.tasks.sources import hub_rows
@@ -127,9 +127,9 @@ class XcopaTask(BuiltinTask):
     def _validate(self) -> None:
         question_lang = self.config["question_lang"]
         if question_lang not in self.LANGS or question_lang == "en":
-            raise fail(f"task xcopa: task.question_lang={question_lang!r} must be an XCOPA language other than en")
+            raise PipelineError(f"task xcopa: task.question_lang={question_lang!r} must be an XCOPA language other than en")
         if "en" in self.langs and not self.config["hub"]["copa_data_files"]:
-            raise fail(
+            raise PipelineError(
                 "task xcopa: XCOPA has no English, so target language en needs the original COPA: "
                 "set task.hub.copa_data_files=FILE (XCOPA's jsonl schema) or drop en from task.langs"
             )

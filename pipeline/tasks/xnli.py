@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, BuiltinTask
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines, require_file
+from pipeline.tasks.sources import hub_rows, read_json_lines, release_lines, require_file
 
 CHOICES = ("1", "2", "3")
 HUB_LABELS = ("entailment", "neutral", "contradiction")
@@ -237,34 +237,22 @@ class XnliTask(BuiltinTask):
     def _release_records(self, subset: str) -> list[Record]:
         base = self.release_dir(subset)
         split = SPLIT_OF_SUBSET[subset]
-        pivot_file = base / "split" / f"{self.pivot}.json"
-        sources = read_json_lines(pivot_file, self.limit)
+        words = {lang: self._label_words(base, lang) for lang in self.langs}
         records = []
-        for lang in self.langs:
-            prompt_file, answer_file = base / "split" / f"{lang}.json", base / "ans" / f"{lang}.json"
-            check_paired([prompt_file, pivot_file])
-            check_paired([prompt_file, answer_file])
-            prompts = read_json_lines(prompt_file, self.limit)
-            answers = read_json_lines(answer_file, self.limit)
-            words_file = base / "ans_lang" / f"{lang}.json"
-            words = (read_json_lines(words_file, 1) or [None])[0]
-            if not isinstance(words, dict) or sorted(words) != list(CHOICES):
-                raise PipelineError(f"{words_file} line 1: expected an object with keys 1, 2, 3")
-            for k, (prompt, source, answer) in enumerate(zip(prompts, sources, answers)):
-                if answer not in CHOICES:
-                    raise PipelineError(f"{answer_file} line {k + 1}: expected \"1\", \"2\" or \"3\", got {answer!r}")
-                item = f"xnli-{split}-{k:05d}"
-                records.append(Record(item, Instance(
-                    id=f"{item}-{lang}",
-                    lang=lang,
-                    prompt=expect_str(prompt, prompt_file, k + 1),
-                    source_prompt=expect_str(source, pivot_file, k + 1),
-                    answer=answer,
-                    choices=CHOICES,
-                    choice_aliases={label: str(word) for label, word in words.items()},
-                    response_lang=lang,
-                )))
+        for line in release_lines(base, lambda lang: f"{lang}.json", self.pivot, self.langs, self.limit):
+            if line.answer not in CHOICES:
+                raise PipelineError(f"{line.answer_file} line {line.k + 1}: expected \"1\", \"2\" or \"3\", got {line.answer!r}")
+            records.append(line.record("xnli", split, line.answer, choices=CHOICES, choice_aliases=words[line.lang]))
         return records
+
+    @staticmethod
+    def _label_words(base, lang: str) -> dict[str, str]:
+        """``ans_lang/<lang>.json``: the label words of a language (1, 2, 3 -> its words)."""
+        words_file = base / "ans_lang" / f"{lang}.json"
+        words = (read_json_lines(words_file, 1) or [None])[0]
+        if not isinstance(words, dict) or sorted(words) != list(CHOICES):
+            raise PipelineError(f"{words_file} line 1: expected an object with keys 1, 2, 3")
+        return {label: str(word) for label, word in words.items()}
 
     def _rows(self, lang: str) -> list[tuple[str, str, str]]:
         rows = hub_rows(self.config["hub"], lang, f"XNLI {lang}", tsv_columns=("premise", "hypothesis", "label"))

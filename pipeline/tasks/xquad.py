@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, BuiltinTask
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines, require_file
+from pipeline.tasks.sources import expect_str, hub_rows, release_lines, require_file
 
 @dataclass(frozen=True)
 class XquadTemplate:
@@ -195,25 +195,10 @@ class XquadTask(BuiltinTask):
     def _release_records(self, subset: str) -> list[Record]:
         base = self.release_dir(subset)
         split = SPLIT_OF_SUBSET[subset]
-        pivot_file = base / "split" / f"xquad.{self.pivot}.json"
-        sources = read_json_lines(pivot_file, self.limit)
         records = []
-        for lang in self.langs:
-            prompt_file, answer_file = base / "split" / f"xquad.{lang}.json", base / "ans" / f"xquad.{lang}.json"
-            check_paired([prompt_file, pivot_file])
-            check_paired([prompt_file, answer_file])
-            prompts = read_json_lines(prompt_file, self.limit)
-            answers = read_json_lines(answer_file, self.limit)
-            for k, (prompt, source, answer) in enumerate(zip(prompts, sources, answers)):
-                item = f"xquad-{split}-{k:05d}"
-                records.append(Record(item, Instance(
-                    id=f"{item}-{lang}",
-                    lang=lang,
-                    prompt=expect_str(prompt, prompt_file, k + 1),
-                    source_prompt=expect_str(source, pivot_file, k + 1),
-                    answer=expect_str(answer, answer_file, k + 1, "a JSON string answer"),
-                    response_lang=lang,
-                )))
+        for line in release_lines(base, lambda lang: f"xquad.{lang}.json", self.pivot, self.langs, self.limit):
+            records.append(line.record("xquad", split, expect_str(line.answer, line.answer_file, line.k + 1,
+                                                                   "a JSON string answer")))  # fmt: skip
         return records
 
     def _questions(self, lang: str) -> dict[str, tuple[str, str, str]]:

@@ -16,12 +16,12 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pipeline.config import ModelSchema, model_spec
+from pipeline.models.config import ModelSchema, model_spec
 from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
-from pipeline.schema import GRANULARITIES
+from pipeline.schema import check_granularity
 from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
 
 
@@ -46,8 +46,7 @@ def transplant_once(cfg: DictConfig) -> dict[str, str]:
     """Returns {'vanilla': text, 'transplant': text} for the configured prompts and pair."""
     spec = model_spec(cfg.model)
     granularity = str(cfg.granularity)
-    if granularity not in GRANULARITIES:
-        raise PipelineError(f"granularity '{granularity}' is not valid; valid: {', '.join(GRANULARITIES)}")
+    check_granularity(granularity)
     source_layer, target_layer = strict_int(cfg, "source_layer"), strict_int(cfg, "target_layer")
     instance = Instance("cli", "?", str(cfg.prompt), str(cfg.source_prompt), "")
     n_layers = spec.tiny.n_layers if spec.tiny is not None else None

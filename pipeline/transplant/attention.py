@@ -71,15 +71,6 @@ def make_kernel(implementation: str):
     return shared_prefix_attention
 
 
-def loadable_implementation(config) -> str:
-    """``sdpa`` if the config's causal-LM class accepts it, else ``eager`` (Gemma 2, gpt-oss, BLOOM,
-    XGLM and MPT refuse sdpa; asking for it blindly makes ``from_pretrained`` raise)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
-
-    cls = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(config), None)
-    return "sdpa" if cls is None or getattr(cls, "_supports_sdpa", False) else "eager"
-
-
 def implementation_name(base: str) -> str:
     """The registered name of the kernel over ``base`` (each needs its own mask function)."""
     if base not in BASE_IMPLEMENTATIONS:

@@ -37,7 +37,6 @@ from transformers import GenerationConfig
 from transformers.generation.logits_process import (
     InfNanRemoveLogitsProcessor,
     LogitNormalization,
-    LogitsProcessorList,
     MinLengthLogitsProcessor,
     MinNewTokensLengthLogitsProcessor,
     NoBadWordsLogitsProcessor,

@@ -39,16 +39,17 @@ from transformers import PreTrainedTokenizerBase
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.schema import GRANULARITIES
+from pipeline.schema import check_granularity
 from pipeline.transplant import attention
 from pipeline.transplant.configs import Config, Generation
 from pipeline.transplant.decoding import DECODING_MODES, GreedyProcessors
 from pipeline.transplant.host import release_memory, to_device, upload
-from pipeline.transplant.layouts import resolve, unavailable
+from pipeline.models.layouts import resolve, unavailable
 from pipeline.transplant.lockstep import ChunkDecode
 from pipeline.transplant.native import prefix_cache
 from pipeline.transplant.padding import prefill_pieces, right_pad
-from pipeline.transplant.prefix import SharedPrefixKV, precision_for
+from pipeline.transplant.precision import precision_for
+from pipeline.transplant.prefix import SharedPrefixKV
 from pipeline.transplant.sites import capture_last
 from pipeline.transplant.slots import next_chunk
 
@@ -174,8 +175,7 @@ class TransplantEngine:
     def configs(self, n_instances: int, granularities: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[Config]:
         """Vanilla plus every (granularity, i, j) per instance, grouped by instance."""
         for granularity in granularities:
-            if granularity not in GRANULARITIES:
-                raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
+            check_granularity(granularity)
             if self.sites.missing(granularity):
                 raise PipelineError(unavailable(self.sites.model_type, granularity, self.sites.missing(granularity),
                                                 self.n_layers))

@@ -3,7 +3,7 @@
 For families the shared-prefix kernel cannot reach (their attention does not go through
 transformers' ``AttentionInterface``: BLOOM's ALiBi, Falcon, XGLM, MPT) and for hybrid layers
 whose state is not keys and values (LFM2's short convolutions, Qwen3-Next's linear attention),
-see :mod:`.layouts`. Each instance's target prefix is run once, at batch 1, with the model's own
+see :mod:`pipeline.models.layouts`. Each instance's target prefix is run once, at batch 1, with the model's own
 cache; a chunk of that instance's config rows starts from copies of it (``Cache.reorder_cache``,
 the beam-search primitive, repeats the single row), and every step is the model's own cached
 forward. Nothing is padded (a chunk holds one instance's rows), so positions, ALiBi biases and

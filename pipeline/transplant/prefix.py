@@ -16,59 +16,20 @@ The step's index tensors (which query each slot takes, where each row's key/valu
 each row's output comes from) arrive with the step's one upload (:meth:`SharedPrefixKV.plan_step`),
 so a step dispatches a fixed number of ops per layer and never waits on the device.
 
-Precision: scores, the softmax and its sums are float32 whatever the model dtype. In float32 that
-is plain. A half-precision model keeps its keys/values in its own dtype where the device's GEMMs
-take half inputs and return float32 (``out_dtype``, CUDA; checked once by
-:func:`precision_for`), as FlashAttention does (probabilities rounded to the half dtype for the
-value GEMM, accumulation in float32); elsewhere (the CPU) they are stored and multiplied in
-float32.
+Precision: scores, the softmax and its sums are float32 whatever the model dtype (:mod:`.precision`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from pipeline.transplant.host import upload
+from pipeline.transplant.precision import Precision
 from pipeline.transplant.sharing import Segment
 from pipeline.transplant.slots import SlotLayout
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How the kernel stores and multiplies.
-
-    Attributes:
-        storage: dtype of the stored keys/values.
-        out_dtype: half-precision GEMMs return float32 directly (else inputs are float32 already).
-    """
-
-    storage: torch.dtype
-    out_dtype: bool
-
-
-@functools.lru_cache(maxsize=None)
-def precision_for(dtype: torch.dtype, device: torch.device) -> Precision:
-    """float32 compute for ``dtype`` on ``device``: native half GEMMs with float32 outputs where the
-    device has them (checked on small random matrices against a float32 product), else float32
-    storage."""
-    if dtype == torch.float32:
-        return Precision(dtype, False)
-    try:
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        a = torch.randn(2, 3, 8, generator=gen).to(device=device, dtype=dtype)
-        b = torch.randn(2, 8, 5, generator=gen).to(device=device, dtype=dtype)
-        bias = torch.randn(2, 1, 5, generator=gen).to(device)
-        got = torch.baddbmm(bias, a, b, out_dtype=torch.float32, alpha=0.5)
-        plain = torch.bmm(a, b, out_dtype=torch.float32)
-        want = torch.baddbmm(bias, a.float(), b.float(), alpha=0.5)
-        ok = got.dtype == plain.dtype == torch.float32 and torch.allclose(got, want, atol=1e-2, rtol=1e-2)
-    except (RuntimeError, NotImplementedError, TypeError):
-        ok = False
-    return Precision(dtype, True) if ok else Precision(torch.float32, False)
 
 
 @dataclass
@@ -359,13 +320,11 @@ class SharedPrefixKV:
     ) -> torch.Tensor:
         """Attention of one new token per computed row over its instance's prefix and its own suffix.
 
-        The softmax over [prefix | suffix] runs once over both score blocks side by side (the
-        prefix block of a slot against its group's prefix, the suffix block against its own
-        suffix slots 0..t), the prefix block masked by an additive bias. A sliding-window layer
-        (Mistral-style, Gemma 2/3's local layers, gpt-oss) lets the query at position q attend
-        only keys at positions in (q - W, q], as transformers' sliding mask does: rows decode in
-        lockstep, so at step t every row's window starts at suffix slot t - W + 1 and, in its
-        instance's prefix of length P, at position P + t - W + 1.
+        One softmax over both score blocks side by side: the prefix block (a slot against its
+        group's prefix, masked by an additive bias) and the suffix block (against its own slots
+        0..t). A sliding-window layer (Mistral, Gemma 2/3's local layers, gpt-oss) reads keys at
+        positions in (q - W, q] as transformers' mask does: rows decode in lockstep, so at step t
+        the window starts at suffix slot t - W + 1 and at prefix position P + t - W + 1.
 
         Args:
             query: [n, h, 1, d]; key: [n, kvh, 1, d]; value: [n, kvh, 1, dv] of the n rows that run
@@ -390,31 +349,15 @@ class SharedPrefixKV:
         storage = self.precision.storage
         extra = {"out_dtype": torch.float32} if self.precision.out_dtype else {}
         heads_kv = self._heads(kvh, rep)
-        if index.source is not None:  # every alive row stores the key/value of the row it shares with
-            key, value = key.index_select(0, index.source), value.index_select(0, index.source)
         dtype = query.dtype  # the model's: the output goes back to it
-        if key.dtype != storage:
-            key, value, query = key.to(storage), value.to(storage), query.to(storage)
-        rows = self._write_rows(kvh)
-        views.k_rows.index_copy_(0, rows, key.reshape(-1, d))
-        views.v_rows.index_copy_(0, rows, value.reshape(-1, dv))
+        query = self._store(views, index, key, value, query)
         lo = 0 if sliding_window is None else max(0, t - sliding_window + 1)  # the suffix slots read: lo..t
         span = t + 1 - lo
-        if index.slots is None:
-            k_suffix, v_suffix = views.k_suffix.narrow(-1, lo, span), views.v_suffix.narrow(1, lo, span)
-        else:  # the computed rows' slots only: [G*kvh*b, span, d] gathered
-            k_suffix = views.k_slots.narrow(1, lo, span).index_select(0, index.slots).transpose(1, 2)
-            v_suffix = views.v_suffix.narrow(1, lo, span).index_select(0, index.slots)
+        k_suffix, v_suffix = self._suffix(views, index, lo, span)
         q = query[index.queries, heads_kv.query, index.zero].mul_(scaling)  # [G, kvh, b, rep, d]
         q_groups, q_slots = q.view(G * kvh, b * rep, d), q.view(G * kvh * b, rep, d)
         bias = self._prefix_bias(kvh, P, sliding_window)
-        if softcap is None:
-            s_prefix = torch.baddbmm(bias, q_groups, views.k_prefix, **extra)  # [G*kvh, b*rep, P]
-        else:  # cap first, then mask (tanh would turn -inf into -softcap)
-            s_prefix = torch.bmm(q_groups, views.k_prefix, **extra).div_(softcap).tanh_().mul_(softcap).add_(bias)
-        s_suffix = torch.bmm(q_slots, k_suffix, **extra)  # [G*kvh*b, rep, span]
-        if softcap is not None:
-            s_suffix = s_suffix.div_(softcap).tanh_().mul_(softcap)
+        s_prefix, s_suffix = _scores(q_groups, q_slots, views.k_prefix, k_suffix, bias, softcap, extra)
         scores = [s_prefix, s_suffix.view(G * kvh, b * rep, span)]
         if sinks is not None:
             scores.append(self._sink_column(layer, sinks, kvh, rep, b))
@@ -428,6 +371,29 @@ class SharedPrefixKV:
         out = out.view(n, 1, heads, dv)
         return out if out.dtype == dtype else out.to(dtype)
 
+    def _store(self, views: _Views, index, key: torch.Tensor, value: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Writes the step's keys and values into the computed rows' suffix slots (every alive row
+        stores those of the row it shares with); returns the query in the storage dtype."""
+        kvh, d, dv = key.shape[1], key.shape[-1], value.shape[-1]
+        if index.source is not None:
+            key, value = key.index_select(0, index.source), value.index_select(0, index.source)
+        storage = self.precision.storage
+        if key.dtype != storage:
+            key, value, query = key.to(storage), value.to(storage), query.to(storage)
+        rows = self._write_rows(kvh)
+        views.k_rows.index_copy_(0, rows, key.reshape(-1, d))
+        views.v_rows.index_copy_(0, rows, value.reshape(-1, dv))
+        return query
+
+    @staticmethod
+    def _suffix(views: _Views, index, lo: int, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The suffix keys [.., d, span] and values [.., span, dv] a step reads: slots lo..t of every
+        slot, or of the computed rows' slots only (gathered) when some rows of the chunk are dead."""
+        if index.slots is None:
+            return views.k_suffix.narrow(-1, lo, span), views.v_suffix.narrow(1, lo, span)
+        k_suffix = views.k_slots.narrow(1, lo, span).index_select(0, index.slots).transpose(1, 2)
+        return k_suffix, views.v_suffix.narrow(1, lo, span).index_select(0, index.slots)
+
     def _sink_column(self, layer: int, sinks: torch.Tensor, kvh: int, rep: int, b: int) -> torch.Tensor:
         """[G*kvh, b*rep, 1] float32: gpt-oss's sink logit of each query's head (per layout and width)."""
         key = ("sink", layer, b)
@@ -437,3 +403,17 @@ class SharedPrefixKV:
             column = sinks.float().view(1, kvh, 1, rep, 1).expand(G, kvh, b, rep, 1).reshape(G * kvh, b * rep, 1)
             self._layout_cache[key] = column
         return column
+
+
+def _scores(q_groups, q_slots, k_prefix, k_suffix, bias, softcap: float | None, extra: dict):
+    """Scores of a step against the group's prefix [G*kvh, b*rep, P] (masked by ``bias``) and each
+    slot's own suffix [G*kvh*b, rep, span]; Gemma 2's soft-capping first where it applies (tanh
+    would turn a -inf mask into -softcap)."""
+    if softcap is None:
+        s_prefix = torch.baddbmm(bias, q_groups, k_prefix, **extra)
+    else:
+        s_prefix = torch.bmm(q_groups, k_prefix, **extra).div_(softcap).tanh_().mul_(softcap).add_(bias)
+    s_suffix = torch.bmm(q_slots, k_suffix, **extra)
+    if softcap is not None:
+        s_suffix = s_suffix.div_(softcap).tanh_().mul_(softcap)
+    return s_prefix, s_suffix

@@ -3,7 +3,7 @@
 This is the only place that knows Hugging Face module paths. XTransplant (paper Sec. 2) moves the
 output of one module at the last prompt token:
 
-Module paths per family live in :mod:`.layouts`; below, ``self_attn`` / ``mlp`` stand for the
+Module paths per family live in :mod:`pipeline.models.layouts`; below, ``self_attn`` / ``mlp`` stand for the
 family's attention and FFN modules.
 
 * ``attn``  -- ``layers[k].self_attn``: first element of its output (after o_proj, before the
@@ -41,12 +41,12 @@ import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
-from pipeline.schema import GRANULARITIES
-from pipeline.transplant.layouts import lens, resolve
+from pipeline.schema import GRANULARITIES, check_granularity
+from pipeline.models.layouts import lens, resolve
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a causal LM, from its family's layout (:mod:`.layouts`).
+    """The decoder layers of a causal LM, from its family's layout (:mod:`pipeline.models.layouts`).
 
     Raises:
         PipelineError: naming the model type and what is missing, before any work starts.
@@ -193,8 +193,7 @@ def transplant(model: nn.Module, plan: Mapping[tuple[str, int], Replacement]) ->
         for (granularity, layer), rep in plan.items():
             if not 0 <= layer < len(layers):
                 raise PipelineError(f"target layer {layer} out of range: the model has layers 0..{len(layers) - 1}")
-            if granularity not in GRANULARITIES:
-                raise PipelineError(f"unknown granularity '{granularity}'; valid: {', '.join(GRANULARITIES)}")
+            check_granularity(granularity)
             handle = layers[layer].register_forward_pre_hook(make_shape_hook(layer), with_kwargs=True)
             stack.callback(handle.remove)
             handle = sites.module(granularity, layer).register_forward_hook(make_hook(rep, layer), prepend=True)

@@ -13,26 +13,25 @@ shard writer receive these frozen dataclasses (picklable, so they travel to Ray 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional  # noqa: UP035  (OmegaConf's structured configs read typing generics)
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from pipeline.transplant.engine import EngineOptions
 from pipeline.errors import PipelineError
 from pipeline.sweep.plan import GridSpec
 from pipeline.instances import Instance
 from pipeline.models import ModelSpec
-from pipeline.schema import GRANULARITIES
-from pipeline.models.tiny import TinySpec
+from pipeline.models.config import ModelSchema, model_spec
+from pipeline.cli import mutable_twin, plain
+from pipeline.schema import GRANULARITIES, check_granularity
 
 CLUSTER_KINDS = ("local", "inprocess")
 
@@ -44,7 +43,8 @@ class ClusterSpec:
     Attributes:
         kind: ``local`` starts (or, with RAY_ADDRESS set, joins) a Ray cluster; ``inprocess`` runs
             shards in the driver process (debugging, profiling).
-        num_workers: worker actors; None = one per GPU, or one on a CPU-only cluster.
+        num_workers: worker actors; None = as many as the live nodes hold (one per GPU on a CUDA run,
+            else CPUs // cpus_per_worker per node).
         cpus_per_worker: CPUs each worker holds (on CPU, also its torch thread count).
         max_restarts: how often Ray restarts a dead worker actor.
         max_task_retries: how often a shard is retried after its worker died; -1 (the default) =
@@ -107,7 +107,7 @@ class SweepConfig:
     grid: GridSpec
     engine: EngineOptions
     shard_size: int
-    out_dir: str  # a local path (absolute) or a store URI (pipeline.sweep.store)
+    out_dir: str  # a local path (absolute) or a store URI (pipeline.store)
     overwrite: bool = False
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     debug: DebugSpec = field(default_factory=DebugSpec)
@@ -141,38 +141,8 @@ class SweepConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def mutable_twin(spec: type) -> type:
-    """A non-frozen dataclass with ``spec``'s fields, types and defaults: its Hydra schema.
-
-    The specs are frozen (they travel to Ray workers and must not change), and OmegaConf makes a
-    frozen dataclass's node read-only, which Hydra cannot merge a YAML file into.
-    """
-    hints = typing.get_type_hints(spec)
-    return dataclasses.make_dataclass(
-        f"{spec.__name__}Schema",
-        [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory))
-         for f in dataclasses.fields(spec)],  # fmt: skip
-    )
-
-
-TinySchema = mutable_twin(TinySpec)
 ClusterSchema = mutable_twin(ClusterSpec)
 DebugSchema = mutable_twin(DebugSpec)
-
-
-@dataclass
-class ModelSchema:
-    """``conf/model/*.yaml`` (see :class:`~pipeline.models.ModelSpec`, which this becomes)."""
-
-    name: str = MISSING
-    path: Optional[str] = None  # noqa: UP045  (OmegaConf reads typing.Optional)
-    dtype: str = "auto"
-    device: str = "auto"
-    revision: Optional[str] = None  # noqa: UP045
-    tiny: Optional[TinySchema] = None  # noqa: UP045  # type: ignore[valid-type]
-    gguf_file: Optional[str] = None  # noqa: UP045
-    package: Optional[str] = None  # noqa: UP045
-    cache_dir: Optional[str] = None  # noqa: UP045
 
 
 @dataclass
@@ -187,7 +157,7 @@ class GridSchema:
 
 @dataclass
 class SweepSchema:
-    """The schema of ``conf/config.yaml``; the values and their comments live in the YAML files.
+    """The types of ``conf/config.yaml``'s keys; their values and comments live in the YAML files only.
 
     ``task`` is untyped: each task's keys are its ``conf/task/<name>.yaml``, checked by the task.
     ``granularity`` is a name or a list of names.
@@ -197,31 +167,26 @@ class SweepSchema:
     task: Any = MISSING
     grid: GridSchema = MISSING
     cluster: ClusterSchema = MISSING  # type: ignore[valid-type]
-    granularity: Any = "attn"
-    max_new_tokens: int = 20
-    decoding: str = "checkpoint"
-    chunk_size: int = 256
-    share_layers: bool = True
-    instance_batch: int = 8
-    shard_size: int = 16
+    granularity: Any = MISSING
+    max_new_tokens: int = MISSING
+    decoding: str = MISSING
+    chunk_size: int = MISSING
+    share_layers: bool = MISSING
+    instance_batch: int = MISSING
+    shard_size: int = MISSING
     out_dir: str = MISSING
-    overwrite: bool = False
-    features: bool = False
-    debug: DebugSchema = field(default_factory=DebugSchema)  # type: ignore[valid-type]
+    overwrite: bool = MISSING
+    features: bool = MISSING
+    debug: DebugSchema = MISSING  # type: ignore[valid-type]
 
 
 ConfigStore.instance().store(name="sweep_schema", node=SweepSchema)
 
 
-def _plain(node) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
-
-
 def _granularities(value) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else list(value)
     for g in items:
-        if g not in GRANULARITIES:
-            raise PipelineError(f"granularity '{g}' is not valid; valid: {', '.join(GRANULARITIES)}")
+        check_granularity(g)
     if not items or len(set(items)) != len(items):
         raise PipelineError(f"granularity must list each of {', '.join(GRANULARITIES)} at most once, got {items}")
     return tuple(items)
@@ -247,7 +212,7 @@ def resolve_out_dir(value: str) -> str:
     out_dir there would put the results where nobody finds them. It resolves against
     ``$XT_RESULTS`` when that is set, and is refused otherwise.
     """
-    from pipeline.sweep.store import is_uri
+    from pipeline.store import is_uri
 
     if is_uri(value):
         return value
@@ -265,17 +230,6 @@ def resolve_out_dir(value: str) -> str:
     return str(path.resolve())
 
 
-def model_spec(node: DictConfig) -> ModelSpec:
-    """The typed model spec of a ``model=`` config group choice."""
-    m = _plain(node)
-    tiny = TinySpec(**m["tiny"]) if m.get("tiny") else None
-    return ModelSpec(
-        name=m["name"], path=str(m.get("path") or m.get("package") or m["name"]), dtype=m.get("dtype", "auto"),
-        device=m.get("device", "auto"), revision=m.get("revision"), tiny=tiny,
-        gguf_file=m.get("gguf_file"), package=m.get("package"), cache_dir=m.get("cache_dir"),
-    )
-
-
 def sweep_config(cfg: DictConfig) -> SweepConfig:
     """Builds the typed config from the composed Hydra config (the only place that reads it)."""
     try:
@@ -286,25 +240,25 @@ def sweep_config(cfg: DictConfig) -> SweepConfig:
 
 def _sweep_config(cfg: DictConfig) -> SweepConfig:
     model = model_spec(cfg.model)
-    g = _plain(cfg.grid)
+    g = plain(cfg.grid)
     grid = GridSpec(
         kind=g["kind"], pairs=tuple(tuple(p) for p in (g.get("pairs") or ())), attention=g.get("attention"),
         selector=str(Path(str(g["selector"])).expanduser().resolve()) if g.get("selector") else None,
     )
-    c = _plain(cfg.cluster)
-    d = _plain(cfg.get("debug") or {})
+    c = plain(cfg.cluster)
+    d = plain(cfg.debug)
     engine = EngineOptions(
         max_new_tokens=_positive("max_new_tokens", cfg.max_new_tokens),
         chunk_size=_positive("chunk_size", cfg.chunk_size),
-        share_layers=bool(cfg.get("share_layers", True)),
+        share_layers=cfg.share_layers,
         instance_batch=_positive("instance_batch", cfg.instance_batch),
         simulate_oom_above=d.get("simulate_oom_above"),
-        decoding=str(cfg.get("decoding", "checkpoint")),
+        decoding=cfg.decoding,
     )
     return SweepConfig(
         model=model,
-        task=_plain(cfg.task),
-        granularities=_granularities(_plain(cfg.granularity)),
+        task=plain(cfg.task),
+        granularities=_granularities(plain(cfg.granularity)),
         grid=grid,
         engine=engine,
         shard_size=_positive("shard_size", cfg.shard_size),
@@ -312,5 +266,5 @@ def _sweep_config(cfg: DictConfig) -> SweepConfig:
         overwrite=bool(cfg.overwrite),
         cluster=ClusterSpec(**c),
         debug=DebugSpec(**d),
-        features=bool(cfg.get("features", False)),
+        features=cfg.features,
     )

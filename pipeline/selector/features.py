@@ -33,9 +33,9 @@ from transformers import PreTrainedTokenizerBase
 from pipeline.transplant.padding import right_pad
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.sweep.shards import FEATURES_DIR
 from pipeline.schema import GRANULARITIES
-from pipeline.sweep.store import Store
+from pipeline.rundir import FEATURES_DIR
+from pipeline.store import Store
 from pipeline.transplant.sites import capture_last, decoder_layers
 
 FEATURE_SITES = ("attn", "ffn", "block")

@@ -153,7 +153,7 @@ def resolve(model: nn.Module) -> Sites:
         if path is None:
             raise PipelineError(
                 f"model type {model_type} ({type(model).__name__}): no decoder layers at any of "
-                f"{', '.join(FALLBACK_LAYERS)}; add its layout to pipeline/transplant/layouts.py"
+                f"{', '.join(FALLBACK_LAYERS)}; add its layout to pipeline/models/layouts.py"
             )
         first = _get(model, path)[0]
         layout = Layout(
@@ -196,3 +196,12 @@ def lens(model: nn.Module, sites: Sites) -> tuple[nn.Module, nn.Module]:
                 f"model type {sites.model_type} has no final norm/unembedding at {path}; the logit lens needs both"
             )
     return norm, head
+
+
+def loadable_implementation(config) -> str:
+    """``sdpa`` if the config's causal-LM class accepts it, else ``eager`` (Gemma 2, gpt-oss, BLOOM,
+    XGLM and MPT refuse sdpa; asking for it blindly makes ``from_pretrained`` raise)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    cls = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(config), None)
+    return "sdpa" if cls is None or getattr(cls, "_supports_sdpa", False) else "eager"

@@ -1,7 +1,7 @@
 """The sweep side of selection: ``grid=selected`` as a per-instance plan (issue 11, items 1 and 3).
 
 ``grid=selected grid.selector=DIR`` is one more plan (``pipeline.sweep.plan``): per shard the
-worker computes the instances' features (``pipeline.select.features``, two forwards per
+worker computes the instances' features (``pipeline.selector.features``, two forwards per
 instance; always: they are what the choice was made from, and what the resume recounts a shard's
 rows from), the selector chooses per instance (a candidate config or vanilla), and the runner
 runs vanilla plus the chosen config: two generations per instance instead of N x N + 1.
@@ -45,7 +45,7 @@ class SelectedPlan:
 
     @classmethod
     def load(cls, path: str | None, n_layers: int, model_name: str) -> SelectedPlan:
-        from pipeline.select.fit import load
+        from pipeline.selector.fitted import load
 
         if not path:
             raise PipelineError("grid=selected needs grid.selector=DIR (a directory made by python -m pipeline.select fit)")
@@ -57,13 +57,13 @@ class SelectedPlan:
             )
         if selector.model != model_name:
             log.warning("[sweep] warning: selector %s was fitted on %s, applied to %s", path, selector.model, model_name)
-        from pipeline.select.artefact import fingerprint
+        from pipeline.selector.artefact import fingerprint
 
         return cls(str(Path(path).resolve()), tuple(selector.granularities), fingerprint(path), selector)
 
     def resolved(self) -> SelectedPlan:
         """On a worker: the selector loaded again, refused unless its content is what the driver saw."""
-        from pipeline.select.fit import load
+        from pipeline.selector.fitted import load
 
         if self.selector is not None:
             return self

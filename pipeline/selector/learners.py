@@ -33,7 +33,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipeline.errors import PipelineError
-from pipeline.select.features import FEATURE_SITES, LAYER_FEATURES, SCALAR_FEATURES
+from pipeline.selector.features import FEATURE_SITES, LAYER_FEATURES, SCALAR_FEATURES
 
 LEARNERS = ("hgb", "logistic")
 CATEGORICAL = ("lang", "task")
@@ -154,7 +154,7 @@ class BoostedScorer:
         return self.model.predict_proba(rows)[:, 1].reshape(x.shape[0], k)
 
     def export(self) -> tuple[dict, object]:
-        """(JSON state, fitted estimator or None) for ``pipeline.select.artefact``."""
+        """(JSON state, fitted estimator or None) for ``pipeline.selector.artefact``."""
         return {"constant": self.constant}, None if self.constant is not None else self.model
 
     def restore(self, state: dict, estimators) -> BoostedScorer:
