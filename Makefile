@@ -58,7 +58,7 @@ $(VENV)/.bench: $(VENV)/.installed  ## the bench extra (nnsight, the peer of ben
 	$(EDITABLE) $(PY) -m pip install --quiet -e '.[bench]'
 	touch $@
 
-bench: install $(VENV)/.bench  ## bench_engine.py (~12 min), bench_real.py (~25 min), bench_sharing.py (~6 min), half_precision.py (~4 min) -> docs/performance.md
+bench: install $(VENV)/.bench  ## bench_engine.py (~12 min), bench_real.py (~25 min), bench_sharing.py (~14 min), half_precision.py (~4 min) -> docs/performance.md
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_real.py
 	$(PY) benchmarks/bench_sharing.py --min-saving 0.0,0.25

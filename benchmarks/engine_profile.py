@@ -52,9 +52,16 @@ class ProfiledEngine(TransplantEngine):
         with record_function("prefill"):
             return super()._prefill(members, tokens)
 
-    def _decode_chunk(self, state, chunk):
-        with record_function("decode"):
-            return super()._decode_chunk(state, chunk)
+    def _run_rows(self, state, rows):
+        """The chunks' decodes (``lockstep.ChunkDecode``), each inside the ``decode`` range: a chunk
+        decodes whole before its first row is yielded."""
+        rows_out = super()._run_rows(state, rows)
+        while True:
+            with record_function("decode"):
+                row = next(rows_out, None)
+            if row is None:
+                return
+            yield row
 
 
 def _profiled_attention(base: str):
@@ -71,8 +78,10 @@ def _profiled_attention(base: str):
 def annotated(model):
     """Ranges ``forward`` (the model call), ``lm_head`` and ``attention`` while inside; always undone."""
     base = attention.base_implementation(model)
-    AttentionInterface.register(PROFILED_ATTENTION, _profiled_attention(base))
+    profiled = _profiled_attention(base)
+    AttentionInterface.register(PROFILED_ATTENTION, profiled)
     AttentionMaskInterface.register(PROFILED_ATTENTION, attention.mask_function(base))
+    AttentionInterface.register(PROFILED_ATTENTION + attention.DECODE_SUFFIX, profiled)  # decode: no mask (attention.register)
     open_ranges: list = []
 
     def enter(name):

@@ -13,7 +13,7 @@ import argparse
 import resource
 import time
 
-from pipeline.models.config import model_spec
+from pipeline.models.config import named_model_spec
 from pipeline.models import load_model
 
 
@@ -23,15 +23,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
-    from hydra import compose, initialize_config_dir
-
-    from pipeline.cli import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=[f"model={args.model}", f"model.device={args.device}",
-                                           f"model.dtype={args.dtype}"])  # fmt: skip
     start = time.perf_counter()
-    loaded = load_model(model_spec(cfg.model))
+    loaded = load_model(named_model_spec(args.model, device=args.device, dtype=args.dtype))
     seconds = time.perf_counter() - start
     unique = {p.data_ptr(): p.numel() * p.element_size() for p in loaded.model.parameters()}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -24,9 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from pipeline.models.config import model_spec
+from pipeline.models.config import named_model_spec
 from pipeline.instances import Instance
 from pipeline.tasks import load_task
 
@@ -100,9 +98,7 @@ def load(name: str, root: Path = DATA):
         return model, FoldedTokenizer(smollm2_tokenizer(), spec.vocab_size), "bench8 (workload.Workload().spec())"
     from pipeline.models import load_model
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=[f"model={name}", "model.device=cpu", "model.dtype=float32"])
-    loaded = load_model(model_spec(cfg.model))
+    loaded = load_model(named_model_spec(name, device="cpu", dtype="float32"))
     return loaded.model, loaded.tokenizer, loaded.revision
 
 

@@ -13,6 +13,8 @@ from typing import Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pipeline.cli import mutable_twin, plain
+from pipeline.confdir import CONF_DIR
+from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec
 from pipeline.models.tiny import TinySpec
 
@@ -42,3 +44,17 @@ def model_spec(node: DictConfig) -> ModelSpec:
         name=m["name"], path=str(m["path"] or m["package"] or m["name"]), dtype=m["dtype"], device=m["device"],
         revision=m["revision"], tiny=tiny, gguf_file=m["gguf_file"], package=m["package"], cache_dir=m["cache_dir"],
     )
+
+
+def named_model_spec(name: str, **overrides: str) -> ModelSpec:
+    """The spec of ``model=<name>`` with ``model.<key>=<value>`` overrides, without composing a
+    whole sweep config (for tools that only load a model: the benchmarks).
+
+    Raises:
+        PipelineError: no ``conf/model/<name>.yaml``.
+    """
+    path = CONF_DIR / "model" / f"{name}.yaml"
+    if not path.is_file():
+        valid = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise PipelineError(f"model={name} is not a config of {path.parent}; choose one of: {valid}")
+    return model_spec(OmegaConf.merge(OmegaConf.load(path), overrides))
