@@ -12,7 +12,7 @@ from typing import Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pipeline.cli import mutable_twin, plain
+from pipeline.cli import group_choices, mutable_twin, plain
 from pipeline.confdir import CONF_DIR
 from pipeline.errors import PipelineError
 from pipeline.models import ModelSpec
@@ -55,6 +55,6 @@ def named_model_spec(name: str, **overrides: str) -> ModelSpec:
     """
     path = CONF_DIR / "model" / f"{name}.yaml"
     if not path.is_file():
-        valid = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise PipelineError(f"model={name} is not a config of {path.parent}; choose one of: {valid}")
+        raise PipelineError(f"model={name} is not a config of {path.parent}; choose one of: "
+                            f"{', '.join(group_choices('model'))}")  # fmt: skip
     return model_spec(OmegaConf.merge(OmegaConf.load(path), overrides))
