@@ -35,7 +35,7 @@ from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
 from pipeline.models.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
-from pipeline.schema import GRANULARITIES, check_granularity
+from pipeline.models.layouts import GRANULARITIES, check_granularity
 from pipeline.store import Store
 from pipeline.transplant.sites import Replacement, capture_last, decoder_layers, lens_modules, transplant
 from pipeline.tasks import load_task

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.errors import PipelineError
-
 ROW_SCHEMA = pa.schema(
     [
         pa.field("instance_id", pa.string(), nullable=False),
         pa.field("lang", pa.string(), nullable=False),
         pa.field("response_lang", pa.string(), nullable=False),  # language a consistent answer is in
-        pa.field("granularity", pa.string(), nullable=False),  # attn | ffn | block | attn_released
+        pa.field("granularity", pa.string(), nullable=False),  # one of models.layouts.GRANULARITIES
         pa.field("source_layer", pa.int32()),  # null on vanilla rows
         pa.field("target_layer", pa.int32()),  # null on vanilla rows
         pa.field("token_ids", pa.list_(pa.int32()), nullable=False),  # generated ids, EOS excluded
@@ -32,14 +30,3 @@ ROW_SCHEMA = pa.schema(
         pa.field("config_hash", pa.string(), nullable=False),  # identifies the run configuration
     ]
 )
-
-GRANULARITIES = ("attn", "ffn", "block", "attn_released")
-"""Transplant sites (``pipeline/transplant/sites.py``): attn = the paper's equation, attn_released = the
-authors' released code (layer input + attention output), ffn, block (decoder layer output)."""
-
-
-def check_granularity(name: str) -> str:
-    """``name`` if it is one of :data:`GRANULARITIES`; the one check every entry point and the engine use."""
-    if name not in GRANULARITIES:
-        raise PipelineError(f"granularity '{name}' is not valid; valid: {', '.join(GRANULARITIES)}")
-    return name

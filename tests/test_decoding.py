@@ -24,7 +24,7 @@ from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.models import ModelSpec, load_model
-from pipeline.schema import GRANULARITIES
+from pipeline.models.layouts import GRANULARITIES
 from pipeline.models.tiny import EOS_ID, TinySpec, build_tiny
 
 MAX_NEW = 8
@@ -166,3 +166,23 @@ def test_decoding_knob_is_validated_and_part_of_the_result_identity(tmp_path):
     assert default.config_hash([]) != plain.config_hash([])
     with pytest.raises(PipelineError, match="decoding 'greedy' is not valid; valid: checkpoint, plain"):
         compose_sweep(["decoding=greedy", f"out_dir={tmp_path}"])
+
+
+@pytest.mark.parametrize("rows", [3, 40])  # 40 x 16k float32 goes through the CPU's blocks of rows
+def test_token_stats_with_masked_vocabulary(rows):
+    """A -inf logit (a model that masks its vocabulary's padding) is a token of probability 0:
+    the entropy and log-probability are those of the finite entries alone, not NaN."""
+    import torch
+
+    from pipeline.transplant.tokens import token_stats
+
+    torch.manual_seed(0)
+    vocab, masked = 16384, 1000
+    logits = torch.randn(rows, vocab) * 3
+    logits[:, -masked:] = float("-inf")
+    choice, logprob, entropy = token_stats(logits)
+    finite = logits[:, :-masked].double()
+    logp = finite.log_softmax(-1)
+    assert torch.equal(choice, finite.argmax(-1))
+    torch.testing.assert_close(logprob.double(), logp.max(-1).values, rtol=0, atol=1e-5)
+    torch.testing.assert_close(entropy.double(), -(logp.exp() * logp).sum(-1), rtol=0, atol=1e-4)

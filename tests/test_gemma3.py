@@ -21,7 +21,7 @@ from test_engine_equivalence import MAX_NEW, assert_same_or_near_tie
 from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.inspect import lens_probs
 from pipeline.instances import Instance
-from pipeline.schema import GRANULARITIES
+from pipeline.models.layouts import GRANULARITIES
 from pipeline.models.tiny import TinySpec, build_tiny
 
 WINDOW = 8

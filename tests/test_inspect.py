@@ -21,7 +21,7 @@ from reference import _source_vector, module_of
 from pipeline.errors import PipelineError
 from pipeline.inspect import lens_probs
 from pipeline.inspect import main as inspect_main
-from pipeline.schema import GRANULARITIES
+from pipeline.models.layouts import GRANULARITIES
 from pipeline.models.tiny import TinySpec, build_tiny
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "xtransplant-data"

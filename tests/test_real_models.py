@@ -30,7 +30,7 @@ from test_engine_equivalence import assert_same_or_near_tie
 from pipeline.models import gguf
 from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.models import describe_model, load_model
-from pipeline.schema import GRANULARITIES
+from pipeline.models.layouts import GRANULARITIES
 from pipeline.tasks import load_task
 
 pytestmark = pytest.mark.slow

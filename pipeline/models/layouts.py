@@ -35,6 +35,18 @@ from pipeline.errors import PipelineError
 
 ROUTES = ("kernel", "cache")
 
+GRANULARITIES = ("attn", "ffn", "block", "attn_released")
+"""Transplant sites (paper Sec. 2; hooked in ``pipeline/transplant/sites.py``): attn = the paper's
+equation (a^k), attn_released = the authors' released code (layer input + attention output), ffn
+(f^k), block (the decoder layer's output h^k)."""
+
+
+def check_granularity(name: str) -> str:
+    """``name`` if it is one of :data:`GRANULARITIES`; the one check every entry point and the engine use."""
+    if name not in GRANULARITIES:
+        raise PipelineError(f"granularity '{name}' is not valid; valid: {', '.join(GRANULARITIES)}")
+    return name
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -191,7 +191,7 @@ def check_supported(config) -> None:
 
 def _missing(sites: Sites) -> dict[str, list[int]]:
     """Granularity -> layers without its module (only granularities some layer lacks)."""
-    from pipeline.schema import GRANULARITIES
+    from pipeline.models.layouts import GRANULARITIES
 
     return {g: sites.missing(g) for g in GRANULARITIES if sites.missing(g)}
 

@@ -123,26 +123,7 @@ def run(cfg: ReduceConfig) -> Path | str:
     runs = [Store.open(r) for r in cfg.run]
     out = Store.open(cfg.out) if cfg.out else runs[0].child("report")
     check_report_out(out, runs)
-    units: list[UnitResults] = []
-    partial = []
-    for store in runs:
-        check_readable(store)
-        try:
-            loaded = load_run(store, lid.consistent if lid else None, dict(groups or {}) or None)
-        except (OSError, pa.ArrowException) as err:
-            raise PipelineError(f"run {store.describe()}: cannot read its shards ({err})") from err
-        if not loaded:
-            raise PipelineError(f"run {store.describe()}: its shards hold no rows")
-        whole = check_run(store, loaded[0].run.meta, min(u.n_instances for u in loaded))
-        if not whole.complete:
-            if not cfg.allow_partial:
-                raise PipelineError(
-                    f"{whole.line()}; re-run its sweep command to compute them (it resumes), or pass "
-                    "allow_partial=true to report the rows present as a partial run"
-                )
-            log.warning("[reduce] PARTIAL: %s; allow_partial=true, so the report covers only the rows present", whole.line())
-            partial.append(whole)
-        units += loaded
+    units, partial = _load_units(runs, lid, groups, cfg.allow_partial)
     attach_selections(units)  # issue 11: the learned-selection row of grid=selected runs
     entries = [summarize_unit(u, options, slug, consistency) for u, slug in zip(units, slugs_for(units), strict=True)]
     summary = {
@@ -162,6 +143,36 @@ def run(cfg: ReduceConfig) -> Path | str:
     for entry, unit in zip(summary["runs"], units, strict=True):
         entry["partial"] = next((p.as_dict() for p in partial if p.run == unit.run.path), None)
     return _write_atomically(summary, out, cfg.report.figures)
+
+
+def _load_units(
+    runs: list[Store], lid: LanguageIdentifier | None, groups: dict | None, allow_partial: bool
+) -> tuple[list[UnitResults], list]:
+    """The (task, granularity) units of every run, and the completeness of each partial run.
+
+    A run with rows missing is refused unless ``allow_partial``; then it is reported as partial.
+    """
+    units: list[UnitResults] = []
+    partial = []
+    for store in runs:
+        check_readable(store)
+        try:
+            loaded = load_run(store, lid.consistent if lid else None, dict(groups or {}) or None)
+        except (OSError, pa.ArrowException) as err:
+            raise PipelineError(f"run {store.describe()}: cannot read its shards ({err})") from err
+        if not loaded:
+            raise PipelineError(f"run {store.describe()}: its shards hold no rows")
+        whole = check_run(store, loaded[0].run.meta, min(u.n_instances for u in loaded))
+        if not whole.complete:
+            if not allow_partial:
+                raise PipelineError(
+                    f"{whole.line()}; re-run its sweep command to compute them (it resumes), or pass "
+                    "allow_partial=true to report the rows present as a partial run"
+                )
+            log.warning("[reduce] PARTIAL: %s; allow_partial=true, so the report covers only the rows present", whole.line())
+            partial.append(whole)
+        units += loaded
+    return units, partial
 
 
 def check_readable(store: Store) -> None:

@@ -33,10 +33,11 @@ from transformers import PreTrainedTokenizerBase
 from pipeline.transplant.padding import right_pad
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.schema import GRANULARITIES
+from pipeline.models.layouts import GRANULARITIES
 from pipeline.rundir import FEATURES_DIR
 from pipeline.store import Store
 from pipeline.transplant.sites import capture_last, decoder_layers
+from pipeline.transplant.tokens import entropy
 
 FEATURE_SITES = ("attn", "ffn", "block")
 """The paper's three granularities whose source/target similarity is summarised."""
@@ -115,13 +116,12 @@ class FeatureExtractor:
             ).last_hidden_state  # [2n, T, H], after the final norm
         logits = self.head(hidden[rows[n:], last[n:]]).float()  # [n, V]: vanilla's first step
         logp = torch.log_softmax(logits, dim=-1)
-        entropy = -(logp.exp() * logp).sum(-1)
         top2 = logp.exp().topk(2, dim=-1).values  # [n, 2]
         source, target = bank[:n].float(), bank[n:].float()  # [n, G, N, H]
         cos = torch.nn.functional.cosine_similarity(source, target, dim=-1, eps=1e-12)  # [n, G, N]
         ratio = torch.log(target.norm(dim=-1).clamp_min(1e-12) / source.norm(dim=-1).clamp_min(1e-12))
         out = {
-            "vanilla_entropy_first": entropy.double().cpu().numpy(),
+            "vanilla_entropy_first": entropy(logp).double().cpu().numpy(),
             "vanilla_top2_margin": (top2[:, 0] - top2[:, 1]).double().cpu().numpy(),
             "source_tokens": np.array([len(s) for s in sources], np.int32),
             "target_tokens": np.array([len(t) for t in targets], np.int32),

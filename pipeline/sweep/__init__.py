@@ -4,11 +4,11 @@
 configs every instance gets (:mod:`.plan`: the grid kinds), splits instances into shards
 (:mod:`.shards`), runs them on one resident model per worker (:mod:`.runner`, in-process or as
 Ray actors in :mod:`.workers` with :mod:`.capacity` checks), turns generations into rows
-(:mod:`.rows`) and commits each shard atomically to the run's store (:mod:`.store`: a local folder
-or an object-store URI); :mod:`.progress` reports rates and ETA.
+(:mod:`.rows`) and commits each shard atomically to the run's store (:mod:`pipeline.store`: a local
+folder or an object-store URI); :mod:`.progress` reports rates and ETA.
 
 Public pieces: :func:`run` and :func:`main` (imported on first use, so that a submodule such as
-:mod:`.store` can be imported without the entry point's dependencies).
+:mod:`.plan` can be imported without the entry point's dependencies).
 """
 
 from importlib import import_module

@@ -31,7 +31,7 @@ from pipeline.instances import Instance
 from pipeline.models import ModelSpec
 from pipeline.models.config import ModelSchema, model_spec
 from pipeline.cli import mutable_twin, plain
-from pipeline.schema import GRANULARITIES, check_granularity
+from pipeline.models.layouts import GRANULARITIES, check_granularity
 
 CLUSTER_KINDS = ("local", "inprocess")
 

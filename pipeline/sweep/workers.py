@@ -231,18 +231,22 @@ def run_on_ray(
         k, shard = running.pop(done[0])
         queued[k] -= 1
         busy_since[k] = now
-        try:
-            result = ray.get(done[0])
-        except ray.exceptions.RayActorError as err:  # its node died, or it crashed more than max_restarts allow
-            raise PipelineError(
-                f"a worker was lost and its shard could not be retried ({capacity.cause(err)}); "
-                "the shards done so far are kept, a re-run resumes"
-            ) from None
-        except ray.exceptions.RayTaskError as err:
-            raise PipelineError(f"a worker failed: {capacity.cause(err)}; the shards done so far are kept, a re-run resumes") from None
-        on_done(result)
+        on_done(_result(done[0]))
         last = now
         submit(k)
+
+
+def _result(ref) -> ShardResult:
+    """The result of a finished shard; a lost or failed worker as one line."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayActorError as err:  # its node died, or it crashed more than max_restarts allow
+        raise PipelineError(
+            f"a worker was lost and its shard could not be retried ({capacity.cause(err)}); "
+            "the shards done so far are kept, a re-run resumes"
+        ) from None
+    except ray.exceptions.RayTaskError as err:
+        raise PipelineError(f"a worker failed: {capacity.cause(err)}; the shards done so far are kept, a re-run resumes") from None
 
 
 def _check_progress(workers, running, busy_since, queued, idle_s, now, stall_timeout_s, shard_timeout_s) -> None:

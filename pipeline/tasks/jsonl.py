@@ -100,16 +100,21 @@ def parse_record(record: object, where: str) -> tuple[Instance, str]:
         aliases=aliases,
         response_lang=response_lang,
     )
-    rule = default_rule(instance)
-    if record.get("scoring") is not None:
-        rule = _string(where, "scoring", record["scoring"])
-        if rule not in RULES:
-            raise _fail(where, f"field 'scoring' {rule!r} is not one of {', '.join(RULES)}")
-        if rule == "choice" and choices is None:
-            raise _fail(where, "field 'scoring' is 'choice' but there are no 'choices'")
-        if rule == "truefalse" and instance.answer not in TRUE_FALSE:
-            raise _fail(where, f"field 'scoring' is 'truefalse' but 'answer' {instance.answer!r} is not True or False")
-    return instance, rule
+    return instance, _rule(record, instance, where)
+
+
+def _rule(record: dict, instance: Instance, where: str) -> str:
+    """The record's scoring rule: its ``scoring`` field, checked against the instance, else the default."""
+    if record.get("scoring") is None:
+        return default_rule(instance)
+    rule = _string(where, "scoring", record["scoring"])
+    if rule not in RULES:
+        raise _fail(where, f"field 'scoring' {rule!r} is not one of {', '.join(RULES)}")
+    if rule == "choice" and instance.choices is None:
+        raise _fail(where, "field 'scoring' is 'choice' but there are no 'choices'")
+    if rule == "truefalse" and instance.answer not in TRUE_FALSE:
+        raise _fail(where, f"field 'scoring' is 'truefalse' but 'answer' {instance.answer!r} is not True or False")
+    return rule
 
 
 def read_jsonl(path: str | os.PathLike) -> list[tuple[Instance, str]]:

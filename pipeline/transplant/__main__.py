@@ -21,7 +21,7 @@ from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
-from pipeline.schema import check_granularity
+from pipeline.models.layouts import check_granularity
 from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
 
 

@@ -39,7 +39,7 @@ from transformers import PreTrainedTokenizerBase
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.schema import check_granularity
+from pipeline.models.layouts import check_granularity
 from pipeline.transplant import attention
 from pipeline.transplant.configs import Config, Generation
 from pipeline.transplant.decoding import DECODING_MODES, GreedyProcessors

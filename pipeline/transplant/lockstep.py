@@ -19,7 +19,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 import torch
 
-from pipeline.schema import GRANULARITIES
+from pipeline.models.layouts import GRANULARITIES
 from pipeline.transplant import attention
 from pipeline.transplant.configs import Config, Generation
 from pipeline.transplant.host import upload

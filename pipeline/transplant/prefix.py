@@ -14,9 +14,8 @@ own suffix, and both score blocks share one softmax. The masks (prefix lengths, 
 suffix slots not yet written) are additive biases built once per step and shared by every layer.
 The step's index tensors (which query each slot takes, where each row's key/value goes, which slot
 each row's output comes from) arrive with the step's one upload (:meth:`SharedPrefixKV.plan_step`),
-so a step dispatches a fixed number of ops per layer and never waits on the device.
-
-Precision: scores, the softmax and its sums are float32 whatever the model dtype (:mod:`.precision`).
+so a step dispatches a fixed number of ops per layer and never waits on the device. The step's
+arithmetic (float32 scores and softmax whatever the model dtype) is :mod:`.prefix_kernel`.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import torch
 
 from pipeline.transplant.host import upload
 from pipeline.transplant.precision import Precision
+from pipeline.transplant.prefix_kernel import scores, weighted_values
 from pipeline.transplant.sharing import Segment
 from pipeline.transplant.slots import SlotLayout
 
@@ -346,7 +346,6 @@ class SharedPrefixKV:
         G, b, t = self.layout.groups, index.width, self.t
         views = self._layer_views(layer, key, value)
         P = views.k_prefix.shape[-1]
-        storage = self.precision.storage
         extra = {"out_dtype": torch.float32} if self.precision.out_dtype else {}
         heads_kv = self._heads(kvh, rep)
         dtype = query.dtype  # the model's: the output goes back to it
@@ -357,16 +356,11 @@ class SharedPrefixKV:
         q = query[index.queries, heads_kv.query, index.zero].mul_(scaling)  # [G, kvh, b, rep, d]
         q_groups, q_slots = q.view(G * kvh, b * rep, d), q.view(G * kvh * b, rep, d)
         bias = self._prefix_bias(kvh, P, sliding_window)
-        s_prefix, s_suffix = _scores(q_groups, q_slots, views.k_prefix, k_suffix, bias, softcap, extra)
-        scores = [s_prefix, s_suffix.view(G * kvh, b * rep, span)]
+        s_prefix, s_suffix = scores(q_groups, q_slots, views.k_prefix, k_suffix, bias, softcap, extra)
+        blocks = [s_prefix, s_suffix.view(G * kvh, b * rep, span)]
         if sinks is not None:
-            scores.append(self._sink_column(layer, sinks, kvh, rep, b))
-        probs = torch.softmax(torch.cat(scores, -1), -1)  # [G*kvh, b*rep, P + span (+1)] float32
-        if probs.dtype != storage:
-            probs = probs.to(storage)
-        e_prefix, e_suffix, *_sink = probs.split([P, span] + [1] * (sinks is not None), -1)
-        out = torch.bmm(e_suffix.view(G * kvh * b, rep, span), v_suffix, **extra)
-        out = torch.baddbmm(out.view(G * kvh, b * rep, dv), e_prefix, views.v_prefix, **extra)  # float32
+            blocks.append(self._sink_column(layer, sinks, kvh, rep, b))
+        out = weighted_values(blocks, views.v_prefix, v_suffix, self.precision.storage, extra)
         out = out.view(G, kvh, b, rep * dv)[index.out_g, :, index.out_m]  # [n, kvh, rep * dv]
         out = out.view(n, 1, heads, dv)
         return out if out.dtype == dtype else out.to(dtype)
@@ -404,16 +398,3 @@ class SharedPrefixKV:
             self._layout_cache[key] = column
         return column
 
-
-def _scores(q_groups, q_slots, k_prefix, k_suffix, bias, softcap: float | None, extra: dict):
-    """Scores of a step against the group's prefix [G*kvh, b*rep, P] (masked by ``bias``) and each
-    slot's own suffix [G*kvh*b, rep, span]; Gemma 2's soft-capping first where it applies (tanh
-    would turn a -inf mask into -softcap)."""
-    if softcap is None:
-        s_prefix = torch.baddbmm(bias, q_groups, k_prefix, **extra)
-    else:
-        s_prefix = torch.bmm(q_groups, k_prefix, **extra).div_(softcap).tanh_().mul_(softcap).add_(bias)
-    s_suffix = torch.bmm(q_slots, k_suffix, **extra)
-    if softcap is not None:
-        s_suffix = s_suffix.div_(softcap).tanh_().mul_(softcap)
-    return s_prefix, s_suffix

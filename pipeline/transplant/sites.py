@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
-from pipeline.schema import GRANULARITIES, check_granularity
+from pipeline.models.layouts import GRANULARITIES, check_granularity
 from pipeline.models.layouts import lens, resolve
 
 

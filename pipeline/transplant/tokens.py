@@ -62,4 +62,17 @@ def _stats(logits: torch.Tensor, scores: torch.Tensor | None) -> tuple[torch.Ten
     logp = torch.log_softmax(logits, dim=-1)  # [block, V]
     source = logp if scores is None else scores
     choice = first_argmax(source) if logits.device.type == "cpu" else source.argmax(-1)
-    return choice, logp.gather(1, choice[:, None]).squeeze(1), -(logp.exp() * logp).sum(-1)
+    return choice, logp.gather(1, choice[:, None]).squeeze(1), entropy(logp)
+
+
+def entropy(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each row of log-probabilities [b, V]: -sum p log p, where 0 log 0 = 0.
+
+    A token of probability 0 (a -inf logit, as a model that masks its vocabulary's padding emits)
+    adds nothing, as in ``torch.special.entr``: its 0 * -inf is the only NaN a row of
+    log-probabilities of finite logits holds, and ``nansum`` skips it. ``entr`` itself takes a
+    second log of every entry, 4x slower on the CPU for a decode step's [rows, V] (10 x 49k, 2
+    threads: 0.2 -> 0.8 ms). Without such a token the result is ``sum``'s, bit for bit. A row of
+    NaN logits (a broken model) gives 0 here; its log-probability is NaN.
+    """
+    return -(logp.exp() * logp).nansum(-1)
