@@ -49,6 +49,8 @@ def compose_task(name: str, overrides: list[str]) -> dict:
     """``conf/task/<name>.yaml`` composed with ``task.*`` overrides, as every entry point composes it."""
     from omegaconf import OmegaConf
 
+    import pipeline.export  # noqa: F401  registers export_schema (and, through the tasks, their schemas)
+
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
         return OmegaConf.to_container(compose("export", overrides=[f"task={name}", *overrides]).task, resolve=True)
 

@@ -24,6 +24,7 @@ def test_every_task_has_a_config_and_every_config_a_task() -> None:
 def test_the_yaml_defaults_are_valid_for_the_task(cls: type) -> None:
     """conf/task/<name>.yaml is the only place defaults are written: they must pass the task's checks."""
     defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "task" / f"{cls.NAME}.yaml"))
+    assert defaults.pop("defaults") == [f"{cls.NAME}_schema", "_self_"]  # its keys' types
     assert cls.defaults() == defaults
     assert set(defaults["langs"]) <= set(cls.LANGS) and defaults["source"] in cls.SOURCES
     needs = {"mkqa": "task.hub.data_files", "culturalbench": "task.translations"}  # no usable default

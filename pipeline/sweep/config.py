@@ -32,6 +32,7 @@ from pipeline.models import ModelSpec
 from pipeline.models.config import ModelSchema, model_spec
 from pipeline.cli import mutable_twin, plain
 from pipeline.models.layouts import GRANULARITIES, check_granularity
+from pipeline.tasks import schemas as _task_schemas  # noqa: F401  registers each task's schema with Hydra
 
 CLUSTER_KINDS = ("local", "inprocess")
 
@@ -159,7 +160,8 @@ class GridSchema:
 class SweepSchema:
     """The types of ``conf/config.yaml``'s keys; their values and comments live in the YAML files only.
 
-    ``task`` is untyped: each task's keys are its ``conf/task/<name>.yaml``, checked by the task.
+    ``task`` is typed by the chosen task's own schema (:mod:`pipeline.tasks.schemas`, named in the
+    defaults list of ``conf/task/<name>.yaml``): the tasks' keys differ, so the field takes any.
     ``granularity`` is a name or a list of names.
     """
 

@@ -18,24 +18,16 @@ from pipeline.tasks.globalopinionqa import GlobalOpinionQaTask
 from pipeline.tasks.jsonl import JsonlTask
 from pipeline.tasks.mkqa import MkqaTask
 from pipeline.tasks.sample import SampleTask
+from pipeline.tasks.schemas import task_config
 from pipeline.tasks.xcopa import XcopaTask
 from pipeline.tasks.xnli import XnliTask
 from pipeline.tasks.xquad import XquadTask
 
-JSONL_KEYS = ("name", "path", "groups")
-
-
 def _jsonl(cfg: Mapping[str, Any]) -> JsonlTask:
-    unknown = sorted(set(cfg) - set(JSONL_KEYS))
-    if unknown:
-        raise PipelineError(f"task jsonl: unknown key {unknown[0]!r}; valid keys: {', '.join(JSONL_KEYS)}")
-    path = cfg.get("path")
-    if path in (None, "", "???"):
+    cfg = task_config("jsonl", cfg)
+    if cfg["path"] in (None, "", "???"):
         raise PipelineError("task jsonl: task.path is required (task=jsonl task.path=FILE.jsonl)")
-    groups = cfg.get("groups")
-    if groups is not None and not isinstance(groups, Mapping):
-        raise PipelineError(f"task jsonl: task.groups must map group names to lists of languages, got {groups!r}")
-    return JsonlTask(str(path), groups=groups)
+    return JsonlTask(cfg["path"], groups=cfg["groups"])
 
 
 BUILTIN = (XnliTask, XquadTask, GlobalOpinionQaTask, XcopaTask, MkqaTask, CulturalBenchTask)

@@ -17,20 +17,17 @@ PilotSet split, ``task.limit``, ``prompt=cot``, groups, scoring.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from omegaconf import OmegaConf
 
-from pipeline.confdir import CONF_DIR
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.base import Task
 from pipeline.tasks.languages import default_groups, with_cot
+from pipeline.tasks.schemas import task_config, task_defaults
 from pipeline.tasks.pilotset import PILOT_SEED, PILOT_SIZE, Record, select_pilot, split_pool
 
 SPLITS = ("pilot", "unseen", "all")
@@ -38,20 +35,6 @@ PROMPTS = ("default", "cot")
 COT_MAX_NEW_TOKENS = 200
 RELEASE_SUBSETS = {"pilot": ("sample",), "unseen": ("unseen",), "all": ("sample", "unseen")}
 SPLIT_OF_SUBSET = {"sample": "pilot", "unseen": "unseen"}
-
-
-@functools.cache
-def _task_yaml_text(name: str) -> str:
-    path = CONF_DIR / "task" / f"{name}.yaml"
-    try:
-        return json.dumps(OmegaConf.to_container(OmegaConf.load(path)))
-    except OSError as err:
-        raise PipelineError(f"task {name}: cannot read its config {path} ({err})") from err
-
-
-def task_yaml(name: str) -> dict[str, Any]:
-    """``conf/task/<name>.yaml`` as a fresh plain mapping (callers may change it)."""
-    return json.loads(_task_yaml_text(name))
 
 
 def _is_missing(value: Any) -> bool:
@@ -78,34 +61,24 @@ class BuiltinTask(Task):
     def defaults(cls) -> dict[str, Any]:
         """The task's full default config: ``conf/task/<name>.yaml``, the one place it is written.
 
-        Its keys are the valid ``task.*`` keys (``hub.*`` below ``hub``); the checks that are the
-        benchmark's own (languages, sources, splits, files) live in the task classes.
+        Its keys and their types are the task's schema (:mod:`pipeline.tasks.schemas`); the checks
+        that are the benchmark's own (languages, sources, splits, files) live in the task classes.
         """
-        return task_yaml(cls.NAME)
+        return task_defaults(cls.NAME)
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
-        defaults = self.defaults()
-        if cfg.get("source", defaults["source"]) not in self.SOURCES:
+        if cfg.get("source", self.defaults()["source"]) not in self.SOURCES:  # before its keys: root is release's
             valid = ", ".join(self.SOURCES)
             raise PipelineError(f"task {self.NAME}: task.source={cfg['source']!r} is not valid; choose one of: {valid}")
-        unknown = sorted(set(cfg) - set(defaults))
-        if unknown:
-            raise PipelineError(f"task {self.NAME}: unknown key {unknown[0]!r}; valid keys: {', '.join(defaults)}")
-        merged = {**defaults, **{key: value for key, value in cfg.items() if key != "hub"}}
-        hub, valid_hub = cfg.get("hub") or {}, defaults["hub"]
-        if not isinstance(hub, Mapping) or set(hub) - set(valid_hub):
-            extra = sorted(set(hub) - set(valid_hub)) if isinstance(hub, Mapping) else ["(not a mapping)"]
-            raise PipelineError(f"task {self.NAME}: unknown task.hub key {extra[0]!r}; valid: {', '.join(valid_hub)}")
-        merged["hub"] = {**valid_hub, **hub}
-        self.config = merged
+        self.config = task_config(self.NAME, cfg)
         self.source = self._choice("source", self.SOURCES)
         self.split = self._choice("split", SPLITS)
         self.prompt_variant = self._choice("prompt", PROMPTS)
         self.langs = self._langs()
         self.pivot = self._pivot() if self.KIND == "multilingual" else None
-        self.limit = self._positive_int("limit", optional=True)
+        self.limit = self._positive_int("limit")
         self.pilot_size = self._positive_int("pilot_size")
-        self.seed = self._int("seed")
+        self.seed = self.config["seed"]
         self._groups = self._parse_groups()
         self.root = self._root() if self.source == "release" else None
         if self.source == "hub":
@@ -121,33 +94,19 @@ class BuiltinTask(Task):
             raise PipelineError(f"task {self.NAME}: task.{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
         return value
 
-    def _int(self, key: str) -> int:
-        value = self.config[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PipelineError(f"task {self.NAME}: task.{key} must be an integer, got {value!r}")
-        return value
-
-    def _positive_int(self, key: str, optional: bool = False) -> int | None:
-        if optional and self.config[key] is None:
-            return None
-        value = self._int(key)
-        if value < 1:
+    def _positive_int(self, key: str) -> int | None:
+        value = self.config[key]  # an int or None, by the schema
+        if value is not None and value < 1:
             raise PipelineError(f"task {self.NAME}: task.{key} must be >= 1, got {value}")
         return value
 
-    def _lang_list(self, key: str, value: Any) -> list[str]:
-        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-            raise PipelineError(f"task {self.NAME}: task.{key} must be a non-empty list of language codes, got {value!r}")
-        langs = []
-        for lang in value:
-            if isinstance(lang, bool):
-                raise PipelineError(
-                    f"task {self.NAME}: task.{key} holds a boolean ({lang}); "
-                    "YAML reads no/yes as booleans, quote them: 'no'"
-                )
-            if not isinstance(lang, str) or not lang:
-                raise PipelineError(f"task {self.NAME}: task.{key} must hold language codes (strings), got {lang!r}")
-            langs.append(lang)
+    def _lang_list(self, key: str, langs: list[str]) -> list[str]:
+        if not langs or not all(langs):
+            raise PipelineError(f"task {self.NAME}: task.{key} must be a non-empty list of language codes, got {langs!r}")
+        if {"False", "True"} & set(langs):  # the schema's list[str] reads YAML's booleans as these
+            raise PipelineError(
+                f"task {self.NAME}: task.{key} holds a boolean ({langs}); YAML reads no/yes as booleans, quote them: 'no'"
+            )
         if len(set(langs)) != len(langs):
             raise PipelineError(f"task {self.NAME}: task.{key} lists a language twice: {langs}")
         return langs
@@ -166,23 +125,15 @@ class BuiltinTask(Task):
 
     def _pivot(self) -> str:
         pivot = self.config["pivot"]
-        if not isinstance(pivot, str) or not pivot:
+        if not pivot:
             raise PipelineError(f"task {self.NAME}: task.pivot must be a language code, got {pivot!r}")
         if not self._rendered_from_templates() and pivot not in self.LANGS:
             raise PipelineError(f"task {self.NAME}: task.pivot={pivot!r} is not one of its languages: {' '.join(self.LANGS)}")
         return pivot
 
     def _parse_groups(self) -> dict[str, list[str]]:
-        groups = self.config["groups"]
-        if groups is None:
-            return default_groups(self.langs, self.NAME)
-        if not isinstance(groups, Mapping) or not all(
-            isinstance(name, str) and not isinstance(members, str) and isinstance(members, Sequence)
-            and all(isinstance(m, str) for m in members)
-            for name, members in groups.items()
-        ):
-            raise PipelineError(f"task {self.NAME}: task.groups must map group names to lists of languages, got {groups!r}")
-        return {name: list(members) for name, members in groups.items()}
+        groups = self.config["groups"]  # group name -> languages, by the schema
+        return default_groups(self.langs, self.NAME) if groups is None else groups
 
     def _root(self) -> Path:
         root = self.config["root"]

@@ -10,16 +10,16 @@ are short so that the default demo runs a tiny random model on CPU quickly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.base import Task
-from pipeline.tasks.common import task_yaml
 from pipeline.tasks.jsonl import JsonlTask
 from pipeline.tasks.languages import default_groups
+from pipeline.tasks.schemas import task_config
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 SUBSET_RULES = {"xnli": "choice", "xquad": "contains", "globalopinionqa": "letter"}
@@ -36,13 +36,8 @@ class SampleTask(Task):
     name = "sample"
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        cfg, defaults = dict(cfg or {}), task_yaml("sample")  # conf/task/sample.yaml
-        unknown = sorted(set(cfg) - set(defaults))
-        if unknown:
-            raise PipelineError(f"task sample: unknown key {unknown[0]!r}; valid keys: {', '.join(defaults)}")
-        subsets = cfg.get("subsets") or defaults["subsets"]
-        if isinstance(subsets, str) or not isinstance(subsets, Sequence):
-            raise PipelineError(f"task sample: task.subsets must be a list, got {subsets!r}")
+        cfg = task_config("sample", dict(cfg or {"name": "sample"}))  # conf/task/sample.yaml under cfg
+        subsets = cfg["subsets"]
         for subset in subsets:
             if subset not in SUBSET_RULES:
                 raise PipelineError(f"task sample: unknown subset {subset!r}; valid: {', '.join(SUBSET_RULES)}")
