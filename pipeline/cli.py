@@ -8,7 +8,6 @@ the choice, key or value and the valid ones (:func:`run_app` runs them, then the
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import sys
 import typing
 from collections.abc import Callable, Iterator
@@ -42,53 +41,6 @@ def check_group_choices(argv: list[str]) -> None:
         for choice in value.split(","):
             if choice and choice not in valid:
                 raise PipelineError(f"unknown {key} '{choice}'; valid: {', '.join(valid)}")
-
-
-def check_override_keys(argv: list[str], config_name: str = "config") -> None:
-    """One clear line for an override of a key the composed config does not have.
-
-    ``granulrity=ffn`` and ``+granulrity=ffn`` alike are refused, naming the valid keys at that
-    level. The config is composed with the command line's group choices (every choice of a swept
-    group), so ``task.path`` is valid exactly when the chosen task has it. Keys added with ``+``
-    below ``task`` are left to the task, which checks its own keys.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    overrides = []
-    for arg in hydra_overrides(argv):
-        try:
-            overrides += parser.parse_overrides([arg])
-        except Exception:  # noqa: BLE001  a malformed override: check_overrides names it
-            continue
-    keyed = [o for o in overrides if o.key_or_group not in GROUPS and not o.key_or_group.startswith("hydra")
-             and "/" not in o.key_or_group and o.package is None]  # fmt: skip
-    if not keyed or GlobalHydra.instance().is_initialized():
-        return
-    choices = {
-        ("+" if o.is_add() else "") + o.key_or_group: (
-            list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
-        )
-        for o in overrides
-        if o.key_or_group in GROUPS and not o.is_delete()
-    }
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        try:
-            trees = [
-                OmegaConf.to_container(compose(config_name, overrides=[f"{g}={c}" for g, c in zip(choices, combo)]))
-                for combo in itertools.product(*choices.values())
-            ]
-        except (HydraException, OmegaConfBaseException) as err:  # e.g. model= for a tool without models
-            raise PipelineError(f"bad option: {_composition_error(err)}") from err
-    for o in keyed:
-        if (o.is_add() or o.is_force_add()) and o.key_or_group.startswith("task."):
-            continue
-        problems = [_missing_key(tree, o.key_or_group) for tree in trees]
-        if all(problems):
-            raise PipelineError(problems[0])
 
 
 def _missing_key(tree: dict, key: str) -> str | None:
@@ -134,24 +86,42 @@ def hydra_overrides(argv: list[str]) -> list[str]:
     return list(known.overrides)
 
 
-def check_overrides(argv: list[str], config_name: str) -> None:
-    """Composes ``config_name`` with ``argv``, so a value of the wrong type is one ``error:`` line.
+def check_overrides(argv: list[str], config_name: str = "config") -> None:
+    """Composes ``config_name`` with ``argv`` as Hydra will, so a bad key or value is one ``error:`` line.
 
-    Against the typed schemas (``SweepSchema``, ``ReduceConfig``), ``max_new_tokens=abc`` or
-    ``report.figures=maybe`` fail Hydra's composition, which would print several lines and exit 1.
-    A multirun sweep (``a=1,2 b=x,y``) is composed once per value of each swept key (the others at
-    their first value), so every value is checked without composing the whole product.
+    Against the typed schemas (``SweepSchema``, ``ReduceConfig``, each task's), ``max_new_tokens=abc``
+    or ``report.figures=maybe`` fail Hydra's composition, which would print several lines and exit
+    1; ``granulrity=ffn`` and ``+granulrity=ffn`` alike are refused naming the valid keys at that
+    level. A multirun sweep (``a=1,2 b=x,y``, group choices included) is composed once per value of
+    each swept key (the others at their first value), so every value is checked without composing
+    the whole product; each variant is composed once, twice when it adds keys with ``+``. Keys
+    added with ``+`` below ``task`` are the task's to check (:mod:`pipeline.tasks.schemas`).
     """
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
 
     if GlobalHydra.instance().is_initialized():
         return
     parser = OverridesParser.create()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        for variant in _variants(hydra_overrides(argv), parser):
+            parsed = [(arg, parser.parse_overrides([arg])[0]) for arg in variant]
+            adds = [o for _, o in parsed if _keyed(o) and (o.is_add() or o.is_force_add())
+                    and not o.key_or_group.startswith("task.")]  # fmt: skip
+            tree = _compose(config_name, [arg for arg, o in parsed if o not in adds], parsed)
+            for o in adds:
+                problem = _missing_key(tree, o.key_or_group)
+                if problem:
+                    raise PipelineError(problem)
+            if adds:
+                _compose(config_name, variant, parsed)  # the added values against their types
+
+
+def _variants(overrides: list[str], parser) -> list[list[str]]:
+    """The override lists to compose: every swept key at its first value, then each other value in turn."""
     fixed, swept = [], []
-    for arg in hydra_overrides(argv):
+    for arg in overrides:
         try:
             override = parser.parse_overrides([arg])[0]
         except Exception as err:  # noqa: BLE001  Hydra's grammar errors share no base class
@@ -159,18 +129,40 @@ def check_overrides(argv: list[str], config_name: str) -> None:
             raise PipelineError(f"bad option {arg!r}: {first[0].strip()} (expected key=value)") from err
         if override.is_sweep_override():
             prefix = "+" if override.is_add() else "++" if override.is_force_add() else ""
-            values = [f"{prefix}{override.key_or_group}={v}" for v in override.sweep_string_iterator()]
-            swept.append(values)
+            swept.append([f"{prefix}{override.key_or_group}={v}" for v in override.sweep_string_iterator()])
         else:
             fixed.append(arg)
     firsts = [values[0] for values in swept]
-    variants = [firsts] + [[*firsts[:k], v, *firsts[k + 1 :]] for k, values in enumerate(swept) for v in values[1:]]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        for variant in variants:
-            try:
-                compose(config_name, overrides=[*fixed, *variant])
-            except (HydraException, OmegaConfBaseException) as err:
-                raise PipelineError(f"bad option: {_composition_error(err)}") from err
+    others = [[*firsts[:k], v, *firsts[k + 1 :]] for k, values in enumerate(swept) for v in values[1:]]
+    return [[*fixed, *variant] for variant in [firsts, *others]]
+
+
+def _keyed(override) -> bool:
+    """An override of a config key (not a group choice, Hydra's own settings or a package)."""
+    key = override.key_or_group
+    return key not in GROUPS and not key.startswith("hydra") and "/" not in key and override.package is None
+
+
+def _compose(config_name: str, overrides: list[str], parsed: list) -> dict:
+    """The composed config as plain containers; a failure as one line, naming an unknown key's valid ones."""
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    try:
+        return OmegaConf.to_container(compose(config_name, overrides=overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        failure = err
+    keys = [o.key_or_group for _, o in parsed if _keyed(o) and not o.is_add() and not o.is_force_add()]
+    if keys:  # an unknown key: name the valid ones at its level, from the config of these group choices
+        try:
+            groups = OmegaConf.to_container(compose(config_name, overrides=[a for a, o in parsed if not _keyed(o)]))
+        except (HydraException, OmegaConfBaseException):
+            groups = None
+        for key in keys if groups is not None else []:
+            problem = _missing_key(groups, key)
+            if problem:
+                raise PipelineError(problem) from failure
+    raise PipelineError(f"bad option: {_composition_error(failure)}") from failure
 
 
 def _composition_error(err: Exception) -> str:
@@ -239,8 +231,7 @@ def run_app(app: Callable[[], None], argv: list[str] | None, config_name: str, r
     """Runs the Hydra app ``app`` (a ``@hydra.main`` function) on ``argv`` (default: the command line).
 
     Before Hydra: a group choice, key or value it would refuse over several lines becomes one
-    ``error:`` line (:func:`check_group_choices`, :func:`check_override_keys`,
-    :func:`check_overrides`), and a group in ``required`` with no choice given is named with its
+    ``error:`` line (:func:`check_group_choices`, :func:`check_overrides`), and a group in ``required`` with no choice given is named with its
     valid choices. ``argv`` stands in for ``sys.argv[1:]`` (tests, and entry points that rewrite it).
     """
     args = list(sys.argv[1:] if argv is None else argv)
@@ -248,7 +239,6 @@ def run_app(app: Callable[[], None], argv: list[str] | None, config_name: str, r
         if not any(a.lstrip("+").startswith(f"{group}=") for a in args):
             raise PipelineError(f"no {group} given; valid: {', '.join(group_choices(group))} ({group}=NAME)")
     check_group_choices(args)
-    check_override_keys(args, config_name=config_name)
     check_overrides(args, config_name=config_name)
     saved = sys.argv
     sys.argv = [saved[0], *args]

@@ -7,7 +7,7 @@ import pytest
 from select_synth import write_synthetic_run
 from sweeps import compose_sweep, write_task
 
-from pipeline.cli import check_override_keys, config_errors
+from pipeline.cli import check_overrides, config_errors
 from pipeline.errors import PipelineError, one_line
 from pipeline.reduce.results import load_run
 from pipeline.select.__main__ import main
@@ -123,7 +123,7 @@ def test_selected_sweep_on_a_model_with_another_layer_count(tmp_path, selector_d
     out = tmp_path / "out"
     args = ["model.tiny.n_layers=3", "cluster=inprocess", "task=jsonl", f"task.path={task}", "grid=selected",
             f"grid.selector={selector_dir}", f"out_dir={out}"]  # fmt: skip
-    check_override_keys(args)  # the command line's keys are known (the CLI checks them before Hydra)
+    check_overrides(args)  # the command line's keys and values are valid (the CLI checks them before Hydra)
     with pytest.raises(PipelineError) as err:
         sweep_run(compose_sweep(args))
     message = one_line(str(err.value))
