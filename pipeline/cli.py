@@ -65,14 +65,6 @@ def config_errors() -> Iterator[None]:
         raise PipelineError(f"config: {err}") from err
 
 
-def strict_int(cfg, key: str) -> int:
-    """``cfg[key]``, typed ``int`` by its schema (OmegaConf lets ``true`` through as one)."""
-    value = cfg[key]
-    if isinstance(value, bool):
-        raise PipelineError(f"{key} must be an integer, got {value!r}")
-    return value
-
-
 def hydra_overrides(argv: list[str]) -> list[str]:
     """The overrides among ``argv``, as Hydra's own command-line parser separates them from its flags."""
     from hydra._internal.utils import get_args_parser  # the parser @hydra.main itself uses

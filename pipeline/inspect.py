@@ -31,7 +31,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
+from pipeline.cli import CONF_DIR, config_errors, plain, run_app
 from pipeline.models.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
@@ -114,7 +114,7 @@ def case_study(cfg: DictConfig) -> dict[str, Any]:
     spec = model_spec(cfg.model)
     granularity = str(cfg.granularity)
     check_granularity(granularity)
-    source_layer, target_layer, top_k = (strict_int(cfg, k) for k in ("source_layer", "target_layer", "top_k"))
+    source_layer, target_layer, top_k = cfg.source_layer, cfg.target_layer, cfg.top_k  # ints, by the schema
     if top_k < 1:
         raise PipelineError(f"top_k must be >= 1, got {top_k}")
     n_layers = spec.tiny.n_layers if spec.tiny is not None else None
@@ -145,8 +145,8 @@ class InspectSchema:
     instance: Optional[str] = None  # noqa: UP045
     source_layer: int = MISSING
     target_layer: int = MISSING
-    granularity: str = "attn"
-    top_k: int = 5
+    granularity: str = MISSING
+    top_k: int = MISSING
     out: Optional[str] = None  # noqa: UP045
     out_png: Optional[str] = None  # noqa: UP045
 
@@ -165,7 +165,7 @@ def _case_input(cfg: DictConfig) -> dict[str, Any]:
         return {"instance_id": None, "lang": None, "prompt": str(cfg.prompt), "source_prompt": str(cfg.source_prompt)}
     if cfg.prompt is not None or cfg.source_prompt is not None:
         raise PipelineError("give either prompt= and source_prompt=, or task= with instance=, not both")
-    task = load_task(OmegaConf.to_container(cfg.task, resolve=True))
+    task = load_task(plain(cfg.task))
     instances = task.instances()
     if cfg.instance is None or not str(cfg.instance).strip():
         raise PipelineError(f"task {task.name} needs instance=ID, e.g. {', '.join(x.id for x in instances[:3])}")

@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pipeline.cli import CONF_DIR, config_errors, run_app
+from pipeline.cli import CONF_DIR, plain, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.tasks import Task, load_task
 from pipeline.tasks.common import BuiltinTask
@@ -49,8 +49,8 @@ class PilotSchema:
 
     task: Any = MISSING
     out: str = MISSING
-    n: int = PILOT_SIZE
-    seed: int = PILOT_SEED
+    n: int = MISSING
+    seed: int = MISSING
 
 
 ConfigStore.instance().store(name="pilot_schema", node=PilotSchema)
@@ -63,8 +63,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise PipelineError(f"out=FILE.jsonl is required; usage: {USAGE}")
     if cfg.n < 1:
         raise PipelineError(f"n must be >= 1, got {cfg.n}")
-    with config_errors():
-        config = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
+    config = plain(cfg.task)  # as the sweep reads it: the task names a value left unset
     given = HydraConfig.get().overrides.task
     if "split" in config and not any(o.lstrip("+").startswith("task.split=") for o in given):
         config["split"] = "all"

@@ -28,6 +28,7 @@ from pipeline.instances import Instance
 from pipeline.tasks.base import Task
 from pipeline.tasks.languages import default_groups, with_cot
 from pipeline.tasks.schemas import task_config, task_defaults
+from pipeline.tasks.sources import require_file
 from pipeline.tasks.pilotset import PILOT_SEED, PILOT_SIZE, Record, select_pilot, split_pool
 
 SPLITS = ("pilot", "unseen", "all")
@@ -55,6 +56,7 @@ class BuiltinTask(Task):
     LANGS: ClassVar[tuple[str, ...]]  # the paper's languages (valid choices of task.langs)
     SOURCES: ClassVar[tuple[str, ...]] = ("hub",)
     RELEASE_DIR: ClassVar[str] = ""  # e.g. "XNLI" for <root>/XNLI/XNLI_{sample,unseen}
+    RELEASE_FILE: ClassVar[str] = "{lang}.json"  # a language's file in each folder of the release
     TEMPLATE_LANGS: ClassVar[tuple[str, ...]] = ()  # languages our hub templates are written in
 
     @classmethod
@@ -174,6 +176,19 @@ class BuiltinTask(Task):
     def release_subsets(self) -> tuple[str, ...]:
         """The released folders the configured split reads."""
         return RELEASE_SUBSETS[self.split]
+
+    def release_file(self, lang: str) -> str:
+        """The name of a language's file in a folder of the release (``xquad.de.json``)."""
+        return self.RELEASE_FILE.format(lang=lang)
+
+    def require_release_files(self, *folders: tuple[str, Sequence[str], str]) -> None:
+        """Each ``(folder, languages, what)``: every language's file of that folder exists, in every
+        released subset the split reads (checked when the task loads, before any work)."""
+        for subset in self.release_subsets():
+            base = self.release_dir(subset)
+            for folder, langs, what in folders:
+                for lang in langs:
+                    require_file(base / folder / self.release_file(lang), f"{self.RELEASE_DIR} {lang} {what}")
 
     def hub_tag(self) -> str:
         """Names the loaded table in instance ids: the Hub split, or the local files' stem."""

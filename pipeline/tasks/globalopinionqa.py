@@ -26,7 +26,7 @@ from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET
 from pipeline.tasks.cultural import CulturalTask, render_options, slug
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines, require_file
+from pipeline.tasks.sources import check_paired, expect_str, hub_rows, read_json_lines
 
 # Language -> the survey countries the authors' release files under it.
 COUNTRIES: dict[str, tuple[str, ...]] = {
@@ -88,15 +88,11 @@ class GlobalOpinionQaTask(CulturalTask):
 
     def _validate(self) -> None:
         super()._validate()
-        bound = self.config["min_top_prob"]
-        if isinstance(bound, bool) or not isinstance(bound, int | float) or not 0 <= bound <= 1:
+        bound = self.config["min_top_prob"]  # a float, by the schema
+        if not 0 <= bound <= 1:
             raise PipelineError(f"task {self.NAME}: task.min_top_prob must be a number in [0, 1], got {bound!r}")
         if self.source == "release":
-            for subset in self.release_subsets():
-                base = self.release_dir(subset)
-                for lang in self.langs:
-                    require_file(base / "split" / f"{lang}.json", f"GlobalOpinionQA {lang} question file")
-                    require_file(base / "translated" / f"{lang}.json", f"GlobalOpinionQA {lang} translation file")
+            self.require_release_files(("split", self.langs, "question file"), ("translated", self.langs, "translation file"))
 
     def _release_records(self, subset: str) -> list[Record]:
         base = self.release_dir(subset)

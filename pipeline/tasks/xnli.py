@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, BuiltinTask
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import hub_rows, read_json_lines, release_lines, require_file
+from pipeline.tasks.sources import hub_rows, read_json_lines, release_lines
 
 CHOICES = ("1", "2", "3")
 HUB_LABELS = ("entailment", "neutral", "contradiction")
@@ -226,20 +226,18 @@ class XnliTask(BuiltinTask):
 
     def _validate(self) -> None:
         if self.source == "release":
-            for subset in self.release_subsets():
-                base = self.release_dir(subset)
-                for lang in dict.fromkeys([*self.langs, self.pivot]):
-                    require_file(base / "split" / f"{lang}.json", f"XNLI {lang} prompt file")
-                for lang in self.langs:
-                    require_file(base / "ans" / f"{lang}.json", f"XNLI {lang} answer file")
-                    require_file(base / "ans_lang" / f"{lang}.json", f"XNLI {lang} label-word file")
+            self.require_release_files(
+                ("split", list(dict.fromkeys([*self.langs, self.pivot])), "prompt file"),
+                ("ans", self.langs, "answer file"),
+                ("ans_lang", self.langs, "label-word file"),
+            )
 
     def _release_records(self, subset: str) -> list[Record]:
         base = self.release_dir(subset)
         split = SPLIT_OF_SUBSET[subset]
         words = {lang: self._label_words(base, lang) for lang in self.langs}
         records = []
-        for line in release_lines(base, lambda lang: f"{lang}.json", self.pivot, self.langs, self.limit):
+        for line in release_lines(base, self.release_file, self.pivot, self.langs, self.limit):
             if line.answer not in CHOICES:
                 raise PipelineError(f"{line.answer_file} line {line.k + 1}: expected \"1\", \"2\" or \"3\", got {line.answer!r}")
             records.append(line.record("xnli", split, line.answer, choices=CHOICES, choice_aliases=words[line.lang]))

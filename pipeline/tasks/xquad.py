@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.common import SPLIT_OF_SUBSET, BuiltinTask
 from pipeline.tasks.pilotset import Record
-from pipeline.tasks.sources import expect_str, hub_rows, release_lines, require_file
+from pipeline.tasks.sources import expect_str, hub_rows, release_lines
 
 @dataclass(frozen=True)
 class XquadTemplate:
@@ -181,22 +181,20 @@ class XquadTask(BuiltinTask):
     LANGS = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
     SOURCES = ("release", "hub")
     RELEASE_DIR = "XQuAD"
+    RELEASE_FILE = "xquad.{lang}.json"
     TEMPLATE_LANGS = tuple(TEMPLATES)
 
     def _validate(self) -> None:
         if self.source == "release":
-            for subset in self.release_subsets():
-                base = self.release_dir(subset)
-                for lang in dict.fromkeys([*self.langs, self.pivot]):
-                    require_file(base / "split" / f"xquad.{lang}.json", f"XQuAD {lang} prompt file")
-                for lang in self.langs:
-                    require_file(base / "ans" / f"xquad.{lang}.json", f"XQuAD {lang} answer file")
+            self.require_release_files(
+                ("split", list(dict.fromkeys([*self.langs, self.pivot])), "prompt file"), ("ans", self.langs, "answer file")
+            )
 
     def _release_records(self, subset: str) -> list[Record]:
         base = self.release_dir(subset)
         split = SPLIT_OF_SUBSET[subset]
         records = []
-        for line in release_lines(base, lambda lang: f"xquad.{lang}.json", self.pivot, self.langs, self.limit):
+        for line in release_lines(base, self.release_file, self.pivot, self.langs, self.limit):
             records.append(line.record("xquad", split, expect_str(line.answer, line.answer_file, line.k + 1,
                                                                    "a JSON string answer")))  # fmt: skip
         return records

@@ -22,21 +22,21 @@ from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
 from pipeline.models.layouts import check_granularity
-from pipeline.cli import CONF_DIR, config_errors, run_app, strict_int
+from pipeline.cli import CONF_DIR, config_errors, run_app
 
 
 @dataclass
 class TransplantSchema:
-    """The schema of ``conf/transplant.yaml`` (ConfigStore ``transplant_schema``)."""
+    """The types of ``conf/transplant.yaml``'s keys (ConfigStore ``transplant_schema``); their values live in the YAML."""
 
     model: ModelSchema = MISSING
     prompt: str = MISSING
     source_prompt: str = MISSING
     source_layer: int = MISSING
     target_layer: int = MISSING
-    granularity: str = "attn"
-    max_new_tokens: int = 20
-    decoding: str = "checkpoint"
+    granularity: str = MISSING
+    max_new_tokens: int = MISSING
+    decoding: str = MISSING
 
 
 ConfigStore.instance().store(name="transplant_schema", node=TransplantSchema)
@@ -47,7 +47,7 @@ def transplant_once(cfg: DictConfig) -> dict[str, str]:
     spec = model_spec(cfg.model)
     granularity = str(cfg.granularity)
     check_granularity(granularity)
-    source_layer, target_layer = strict_int(cfg, "source_layer"), strict_int(cfg, "target_layer")
+    source_layer, target_layer = cfg.source_layer, cfg.target_layer  # ints, by the schema
     instance = Instance("cli", "?", str(cfg.prompt), str(cfg.source_prompt), "")
     n_layers = spec.tiny.n_layers if spec.tiny is not None else None
     for name, layer in (("source_layer", source_layer), ("target_layer", target_layer)):
