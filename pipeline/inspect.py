@@ -35,7 +35,8 @@ from pipeline.cli import CONF_DIR, config_errors, plain, run_app
 from pipeline.models.config import ModelSchema, model_spec
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.models import load_model
-from pipeline.models.layouts import GRANULARITIES, check_granularity
+from pipeline.models.layouts import GRANULARITIES, check_granularity, check_layers
+from pipeline.models.prompts import prompt_ids
 from pipeline.store import Store
 from pipeline.transplant.sites import Replacement, capture_last, decoder_layers, lens_modules, transplant
 from pipeline.tasks import load_task
@@ -47,13 +48,8 @@ log = logging.getLogger(__name__)
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, text: str, what: str, device: torch.device) -> torch.Tensor:
-    """[1, T] ids, with the tokenizer's default special tokens (as the sweep's engine tokenizes)."""
-    if not text or not text.strip():
-        raise PipelineError(f"{what} is empty")
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-    if not ids:
-        raise PipelineError(f"{what} tokenizes to nothing")
-    return torch.tensor([ids], device=device)
+    """[1, T] ids, tokenized as the sweep's engine tokenizes (:func:`pipeline.models.prompts.prompt_ids`)."""
+    return torch.tensor([prompt_ids(tokenizer, text, what)], device=device)
 
 
 @torch.inference_mode()
@@ -78,8 +74,7 @@ def lens_probs(
     check_granularity(granularity)
     n_layers = len(decoder_layers(model))
     for name, layer in (("source_layer", source_layer), ("target_layer", target_layer)):
-        if not 0 <= layer < n_layers:
-            raise PipelineError(f"{name}={layer} out of range: the model has layers 0..{n_layers - 1}")
+        check_layers([layer], n_layers, f"{name}={layer}")
     norm, head = lens_modules(model)
     device = next(model.parameters()).device
     source = _ids(tokenizer, source_prompt, "source_prompt", device)  # [1, S]
@@ -119,8 +114,8 @@ def case_study(cfg: DictConfig) -> dict[str, Any]:
         raise PipelineError(f"top_k must be >= 1, got {top_k}")
     n_layers = spec.tiny.n_layers if spec.tiny is not None else None
     for name, layer in (("source_layer", source_layer), ("target_layer", target_layer)):
-        if n_layers is not None and not 0 <= layer < n_layers:  # early, before loading
-            raise PipelineError(f"{name}={layer} out of range: the model has layers 0..{n_layers - 1}")
+        if n_layers is not None:  # early, before loading
+            check_layers([layer], n_layers, f"{name}={layer}")
     case = _case_input(cfg)
     loaded = load_model(spec)
     probs = lens_probs(loaded.model, loaded.tokenizer, case["prompt"], case["source_prompt"],

@@ -27,7 +27,7 @@ CASES = [
     ("pairs-empty", ["grid=pairs", "grid.pairs=[]"], "grid=pairs needs grid.pairs=[[i,j],...] with at least one pair"),
     ("pairs-three", ["grid=pairs", "grid.pairs=[[0,1,2]]"], f"grid.pairs: [0, 1, 2] {PAIR}"),
     ("pairs-word", ["grid=pairs", "grid.pairs=[[a,1]]"], "Value 'a' (str) is incompatible with type hint 'int'"),
-    ("pairs-out-of-range", ["grid=pairs", "grid.pairs=[[0,3]]"], "grid.pairs: (0, 3) out of range; the model has layers 0..2"),
+    ("pairs-out-of-range", ["grid=pairs", "grid.pairs=[[0,3]]"], "grid.pairs: (0, 3) out of range: the model has layers 0..2"),
     ("out-dir-is-file", ["out_dir={tmp}/afile"], "out_dir {tmp}/afile is a file, not a directory"),
     ("out-dir-below-file", ["out_dir={tmp}/afile/sub"], "out_dir {tmp}/afile/sub lies below {tmp}/afile, which is a file"),
     ("out-dir-unwritable", ["out_dir={unwritable}/out"], "out_dir {unwritable}/out"),

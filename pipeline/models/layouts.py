@@ -27,6 +27,7 @@ not depend on how its attention is written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -39,6 +40,13 @@ GRANULARITIES = ("attn", "ffn", "block", "attn_released")
 """Transplant sites (paper Sec. 2; hooked in ``pipeline/transplant/sites.py``): attn = the paper's
 equation (a^k), attn_released = the authors' released code (layer input + attention output), ffn
 (f^k), block (the decoder layer's output h^k)."""
+
+
+def check_layers(layers: Sequence[int], n_layers: int, what: str) -> None:
+    """Each of ``layers`` is a decoder layer of a model with ``n_layers`` (0-based; the paper counts
+    from 1); else one line naming ``what`` (``source_layer=4``, ``grid.pairs: (0, 3)``)."""
+    if not all(0 <= layer < n_layers for layer in layers):
+        raise PipelineError(f"{what} out of range: the model has layers 0..{n_layers - 1}")
 
 
 def check_granularity(name: str) -> str:

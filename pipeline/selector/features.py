@@ -34,6 +34,7 @@ from pipeline.transplant.padding import right_pad
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.models.layouts import GRANULARITIES
+from pipeline.models.prompts import prompt_ids
 from pipeline.rundir import FEATURES_DIR
 from pipeline.store import Store
 from pipeline.transplant.sites import capture_last, decoder_layers
@@ -77,10 +78,7 @@ class FeatureExtractor:
             raise PipelineError(f"model class {type(model).__name__} has no output embeddings (lm_head)")
 
     def _ids(self, text: str, what: str, instance: Instance) -> list[int]:
-        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"]) if text and text.strip() else []
-        if not ids:
-            raise PipelineError(f"instance '{instance.id}': {what} is empty or tokenizes to nothing")
-        return ids
+        return prompt_ids(self.tokenizer, text, f"instance '{instance.id}': {what}")
 
     @torch.inference_mode()
     def compute(self, instances: Sequence[Instance], task: str, model_name: str) -> pa.Table:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from pipeline.errors import PipelineError
+from pipeline.models.layouts import check_layers
 
 GRID_KINDS = ("full", "source_last", "target_first", "upper_bounds", "coarse", "pairs", "selected")
 
@@ -114,8 +115,7 @@ def grid_pairs(spec: GridSpec, n_layers: int, task: str) -> list[tuple[int, int]
         return [(pick[source], pick[target])]
     pairs = [(i, j) for i, j in spec.pairs]  # integers, checked by GridSpec
     for i, j in pairs:
-        if not (0 <= i <= last and 0 <= j <= last):
-            raise PipelineError(f"grid.pairs: ({i}, {j}) out of range; the model has layers 0..{last}")
+        check_layers((i, j), n_layers, f"grid.pairs: ({i}, {j})")
     if len(set(pairs)) != len(pairs):
         raise PipelineError("grid.pairs lists a pair twice")
     return pairs

@@ -21,7 +21,7 @@ from pipeline.transplant.engine import EngineOptions, TransplantEngine
 from pipeline.errors import PipelineError, exit_on_user_error
 from pipeline.instances import Instance
 from pipeline.models import load_model
-from pipeline.models.layouts import check_granularity
+from pipeline.models.layouts import check_granularity, check_layers
 from pipeline.cli import CONF_DIR, config_errors, run_app
 
 
@@ -51,8 +51,8 @@ def transplant_once(cfg: DictConfig) -> dict[str, str]:
     instance = Instance("cli", "?", str(cfg.prompt), str(cfg.source_prompt), "")
     n_layers = spec.tiny.n_layers if spec.tiny is not None else None
     for name, layer in (("source_layer", source_layer), ("target_layer", target_layer)):
-        if n_layers is not None and not 0 <= layer < n_layers:
-            raise PipelineError(f"{name}={layer} out of range: the model has layers 0..{n_layers - 1}")
+        if n_layers is not None:  # early, before loading
+            check_layers([layer], n_layers, f"{name}={layer}")
     for name in ("prompt", "source_prompt"):
         if not str(cfg[name]).strip():
             raise PipelineError(f"{name} is empty")

@@ -39,7 +39,8 @@ from transformers import PreTrainedTokenizerBase
 
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
-from pipeline.models.layouts import check_granularity
+from pipeline.models.layouts import check_granularity, check_layers
+from pipeline.models.prompts import prompt_ids
 from pipeline.transplant import attention
 from pipeline.transplant.configs import Config, Generation
 from pipeline.transplant.decoding import DECODING_MODES, GreedyProcessors
@@ -180,8 +181,7 @@ class TransplantEngine:
                 raise PipelineError(unavailable(self.sites.model_type, granularity, self.sites.missing(granularity),
                                                 self.n_layers))
         for i, j in pairs:
-            if not (0 <= i < self.n_layers and 0 <= j < self.n_layers):
-                raise PipelineError(f"layer pair ({i}, {j}) out of range: the model has layers 0..{self.n_layers - 1}")
+            check_layers((i, j), self.n_layers, f"layer pair ({i}, {j})")
         return [
             config
             for n in range(n_instances)
@@ -233,12 +233,7 @@ class TransplantEngine:
 
     # -- prefill ---------------------------------------------------------------------------------
     def _tokenize(self, text: str, what: str, instance: Instance) -> list[int]:
-        if not text or not text.strip():
-            raise PipelineError(f"instance '{instance.id}': {what} is empty")
-        ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
-        if not ids:
-            raise PipelineError(f"instance '{instance.id}': {what} tokenizes to nothing")
-        return list(ids)
+        return prompt_ids(self.tokenizer, text, f"instance '{instance.id}': {what}")
 
     def _prefill(self, members: list[int], tokens: Sequence[tuple[list[int], list[int]]]) -> _Prefilled:
         """Forwards over source prompts and target prefixes: activation bank + prefix KV.

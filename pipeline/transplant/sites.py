@@ -40,8 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.errors import PipelineError
-from pipeline.models.layouts import GRANULARITIES, check_granularity
+from pipeline.models.layouts import GRANULARITIES, check_granularity, check_layers
 from pipeline.models.layouts import lens, resolve
 
 
@@ -191,8 +190,7 @@ def transplant(model: nn.Module, plan: Mapping[tuple[str, int], Replacement]) ->
 
     with ExitStack() as stack:
         for (granularity, layer), rep in plan.items():
-            if not 0 <= layer < len(layers):
-                raise PipelineError(f"target layer {layer} out of range: the model has layers 0..{len(layers) - 1}")
+            check_layers([layer], len(layers), f"target layer {layer}")
             check_granularity(granularity)
             handle = layers[layer].register_forward_pre_hook(make_shape_hook(layer), with_kwargs=True)
             stack.callback(handle.remove)
