@@ -22,7 +22,7 @@ from transformers.utils import logging as hf_logging
 from pipeline.models import gguf
 from pipeline.errors import PipelineError, one_line
 from pipeline.models.layouts import loadable_implementation
-from pipeline.models.layouts import Sites, resolve
+from pipeline.models.layouts import GRANULARITIES, Sites, resolve
 from pipeline.models.tiny import TinySpec, build_tiny, tiny_config
 from pipeline.models.tiny import build_tokenizer as build_tiny_tokenizer
 
@@ -191,8 +191,6 @@ def check_supported(config) -> None:
 
 def _missing(sites: Sites) -> dict[str, list[int]]:
     """Granularity -> layers without its module (only granularities some layer lacks)."""
-    from pipeline.models.layouts import GRANULARITIES
-
     return {g: sites.missing(g) for g in GRANULARITIES if sites.missing(g)}
 
 

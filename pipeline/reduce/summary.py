@@ -11,13 +11,13 @@ metric) are ``null``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.reduce import metrics
 from pipeline.errors import PipelineError
+from pipeline.jsonable import jsonable
 from pipeline.reduce.results import UnitResults
 
 SCHEMA_VERSION = 1
@@ -251,13 +251,5 @@ def summarize_unit(unit: UnitResults, options: ReportOptions, slug: str, consist
 
 
 def clean(value):
-    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, floats rounded to 6 decimals."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return round(value, 6) if math.isfinite(value) else None
-    return value
+    """JSON-safe copy for ``summary.json``: NaN/inf -> None, numpy scalars -> Python, floats rounded to 6 decimals."""
+    return jsonable(value, digits=6)

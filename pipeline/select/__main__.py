@@ -30,6 +30,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pipeline.cli import CONF_DIR, config_errors, hydra_flags, join_repeated, run_app
 from pipeline.errors import PipelineError, exit_on_user_error
+from pipeline.jsonable import jsonable
 from pipeline.files import check_owned_dir, written_whole
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:3])
@@ -121,7 +122,6 @@ def cv_markdown(selector, cv: dict) -> str:
 def evaluate_command(cfg: dict) -> Path:
     from pipeline.select.data import load_table
     from pipeline.select.evaluate import evaluate, markdown
-    from pipeline.select.fit import _plain
     from pipeline.selector.fitted import load
 
     if not cfg["selector"]:
@@ -153,7 +153,7 @@ def evaluate_command(cfg: dict) -> Path:
     with threadpool_limits(limits=None if cfg["threads"] is None else int(cfg["threads"])):
         report = evaluate(selector, table, n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]))
     text = markdown(report)
-    _write_report(out, _plain(report), text)
+    _write_report(out, jsonable(report), text)
     log.info("%s", text)
     log.info("[select] report written to %s", out)
     return out

@@ -13,14 +13,14 @@ instances); they must come from one model with one layer count.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from pipeline.errors import PipelineError
-from pipeline.reduce.results import UnitResults, load_run
+from pipeline.reduce.results import Outcomes, UnitResults, load_run
 from pipeline.selector.features import read_features
 from pipeline.selector.fitted import Candidate
 from pipeline.store import redact
@@ -225,10 +225,6 @@ def _merge_units(members: list[UnitResults]) -> UnitResults:
     """Units of one (task, granularity) from several runs (e.g. a SourceLast and a TargetFirst sweep),
     as one: the union of their instances and configs. A row present in two runs must agree.
     """
-    from dataclasses import replace
-
-    from pipeline.reduce.results import Outcomes
-
     ids = list(dict.fromkeys(str(i) for u in members for i in u.instance_ids))
     at = {key: k for k, key in enumerate(ids)}
     langs = sorted(set().union(*(u.langs for u in members)))

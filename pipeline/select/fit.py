@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from pipeline.errors import PipelineError
+from pipeline.jsonable import jsonable
 from pipeline.files import check_owned_dir
 from pipeline.reduce import metrics
 from pipeline.selector import artefact
@@ -202,8 +203,8 @@ def save(selector: Selector, cv: dict, out: Path, describe: str) -> Path:
             "features": selector.spec.names, "langs": selector.spec.langs, "tasks": selector.spec.tasks,
             "scorer": state, "training": selector.training, "sklearn_version": sklearn.__version__,
         }  # fmt: skip
-        artefact.write(tmp, _plain(meta), estimators)
-        (tmp / "cv.json").write_text(json.dumps(_plain(cv), indent=1) + "\n")
+        artefact.write(tmp, jsonable(meta), estimators)
+        (tmp / "cv.json").write_text(json.dumps(jsonable(cv), indent=1) + "\n")
         (tmp / "cv.md").write_text(describe)
     return out
 
@@ -213,19 +214,6 @@ def check_out(out: Path) -> None:
     replaced); anything else is refused."""
     check_owned_dir(out, artefact.is_selector_dir(out) if out.is_dir() else False, artefact.FILES | {artefact.PICKLE},
                     "a selector directory (its selector.json)")  # fmt: skip
-
-
-def _plain(value):
-    """JSON-safe copy (tuples -> lists, numpy scalars -> Python, non-finite -> None)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def fold_metrics(table: SelectionTable, p: np.ndarray, margin: float, best_fixed) -> dict:

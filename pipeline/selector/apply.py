@@ -13,6 +13,7 @@ layer) where the selector transplants.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,8 +75,6 @@ class SelectedPlan:
 
     def run_hash(self, config_hash: str) -> str:
         """The sweep's config hash combined with the selector's content hash."""
-        import hashlib
-
         return hashlib.sha256(f"{config_hash}:{self.fingerprint}".encode()).hexdigest()[:16]
 
     def _choice(self, features: pa.Table):

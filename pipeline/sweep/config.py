@@ -31,6 +31,7 @@ from pipeline.instances import Instance
 from pipeline.models import ModelSpec
 from pipeline.models.config import ModelSchema, model_spec
 from pipeline.cli import mutable_twin, plain
+from pipeline.store import is_uri
 from pipeline.models.layouts import GRANULARITIES, check_granularity
 from pipeline.tasks import schemas as _task_schemas  # noqa: F401  registers each task's schema with Hydra
 
@@ -214,8 +215,6 @@ def resolve_out_dir(value: str) -> str:
     out_dir there would put the results where nobody finds them. It resolves against
     ``$XT_RESULTS`` when that is set, and is refused otherwise.
     """
-    from pipeline.store import is_uri
-
     if is_uri(value):
         return value
     path = Path(value).expanduser()

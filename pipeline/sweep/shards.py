@@ -20,6 +20,7 @@ import pyarrow as pa
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.rundir import SHARD_DIR, shard_name
+from pipeline.schema import ROW_SCHEMA
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,6 @@ def shard_problem(store: Store, rel: str, expected_rows: int) -> str | None:
     Reads only the Parquet footer: a truncated or foreign file has none, and a complete shard
     holds exactly ``expected_rows`` rows with the columns of ``pipeline.schema.ROW_SCHEMA``.
     """
-    from pipeline.schema import ROW_SCHEMA
-
     try:
         rows, names = store.parquet_footer(rel)
     except (OSError, pa.ArrowException) as err:
