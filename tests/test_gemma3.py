@@ -6,7 +6,7 @@ every other layer) mixed with global ones, q/k norms, a ``query_pre_attn_scalar`
 embeddings scaled by sqrt(hidden). Prompts are longer than the window, and a short one crosses it
 while decoding, so the shared-prefix kernel's window is exercised in the prefix and in the suffix.
 Same assertion as tests/test_engine_equivalence.py: ids identical except after a reference
-near-tie, over every granularity of ``pipeline.schema.GRANULARITIES`` x all N^2 pairs and vanilla.
+near-tie, over every granularity of ``pipeline.models.layouts.GRANULARITIES`` x all N^2 pairs and vanilla.
 """
 
 from __future__ import annotations

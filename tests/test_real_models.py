@@ -13,7 +13,7 @@ its own EOS (``<|im_end|>``). Gemma-3-270M is a base model that does not end a d
 few tokens, so its stop set adds the newline token to its own ``<eos>`` and ``<end_of_turn>``
 (as short-answer extraction does). Pairs: 12 (source, target) pairs per granularity, spread over
 the three prompts (4 each), including (N-1, 0), (0, 0) and pairs with i > j and i < j; every
-granularity of ``pipeline.schema.GRANULARITIES`` and vanilla. Each row must be identical to the
+granularity of ``pipeline.models.layouts.GRANULARITIES`` and vanilla. Each row must be identical to the
 reference except after a reference near-tie (top-2 margin < 1e-4).
 """
 

@@ -104,7 +104,7 @@ def capture_last(
 
     Yields:
         bank: [R, G, N, H] tensor (G = len(GRANULARITIES)), filled once the forward inside the block
-        has run; index 1 follows :data:`pipeline.schema.GRANULARITIES`.
+        has run; index 1 follows :data:`pipeline.models.layouts.GRANULARITIES`.
     """
     sites = resolve(model)
     layers = sites.layers
