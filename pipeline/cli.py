@@ -97,8 +97,7 @@ def check_overrides(argv: list[str], config_name: str = "config") -> None:
         return
     parser = OverridesParser.create()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        for variant in _variants(hydra_overrides(argv), parser):
-            parsed = [(arg, parser.parse_overrides([arg])[0]) for arg in variant]
+        for parsed in _variants(hydra_overrides(argv), parser):
             adds = [o for _, o in parsed if _keyed(o) and (o.is_add() or o.is_force_add())
                     and not o.key_or_group.startswith("task.")]  # fmt: skip
             tree = _compose(config_name, [arg for arg, o in parsed if o not in adds], parsed)
@@ -107,26 +106,33 @@ def check_overrides(argv: list[str], config_name: str = "config") -> None:
                 if problem:
                     raise PipelineError(problem)
             if adds:
-                _compose(config_name, variant, parsed)  # the added values against their types
+                _compose(config_name, [arg for arg, _ in parsed], parsed)  # the added values against their types
 
 
-def _variants(overrides: list[str], parser) -> list[list[str]]:
-    """The override lists to compose: every swept key at its first value, then each other value in turn."""
+def _variants(overrides: list[str], parser) -> list[list[tuple[str, object]]]:
+    """The override lists to compose, each override with its parse: every swept key at its first
+    value, then each other value in turn."""
     fixed, swept = [], []
     for arg in overrides:
-        try:
-            override = parser.parse_overrides([arg])[0]
-        except Exception as err:  # noqa: BLE001  Hydra's grammar errors share no base class
-            first = str(err).strip().splitlines()[1:2] or [str(err)]
-            raise PipelineError(f"bad option {arg!r}: {first[0].strip()} (expected key=value)") from err
+        override = _parse(parser, arg)
         if override.is_sweep_override():
             prefix = "+" if override.is_add() else "++" if override.is_force_add() else ""
-            swept.append([f"{prefix}{override.key_or_group}={v}" for v in override.sweep_string_iterator()])
+            values = [f"{prefix}{override.key_or_group}={v}" for v in override.sweep_string_iterator()]
+            swept.append([(value, _parse(parser, value)) for value in values])
         else:
-            fixed.append(arg)
+            fixed.append((arg, override))
     firsts = [values[0] for values in swept]
     others = [[*firsts[:k], v, *firsts[k + 1 :]] for k, values in enumerate(swept) for v in values[1:]]
     return [[*fixed, *variant] for variant in [firsts, *others]]
+
+
+def _parse(parser, arg: str):
+    """Hydra's parse of one override; a malformed one as one line."""
+    try:
+        return parser.parse_overrides([arg])[0]
+    except Exception as err:  # noqa: BLE001  Hydra's grammar errors share no base class
+        first = str(err).strip().splitlines()[1:2] or [str(err)]
+        raise PipelineError(f"bad option {arg!r}: {first[0].strip()} (expected key=value)") from err
 
 
 def _keyed(override) -> bool:
@@ -223,8 +229,8 @@ def run_app(app: Callable[[], None], argv: list[str] | None, config_name: str, r
     """Runs the Hydra app ``app`` (a ``@hydra.main`` function) on ``argv`` (default: the command line).
 
     Before Hydra: a group choice, key or value it would refuse over several lines becomes one
-    ``error:`` line (:func:`check_group_choices`, :func:`check_overrides`), and a group in ``required`` with no choice given is named with its
-    valid choices. ``argv`` stands in for ``sys.argv[1:]`` (tests, and entry points that rewrite it).
+    ``error:`` line (:func:`check_group_choices`, :func:`check_overrides`), and a group in
+    ``required`` with no choice given is named with its valid choices. ``argv`` stands in for ``sys.argv[1:]`` (tests, and entry points that rewrite it).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     for group in required:

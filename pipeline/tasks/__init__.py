@@ -23,6 +23,7 @@ from pipeline.tasks.xcopa import XcopaTask
 from pipeline.tasks.xnli import XnliTask
 from pipeline.tasks.xquad import XquadTask
 
+
 def _jsonl(cfg: Mapping[str, Any]) -> JsonlTask:
     cfg = task_config("jsonl", cfg)
     if cfg["path"] in (None, "", "???"):

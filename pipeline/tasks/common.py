@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-
 from pipeline.errors import PipelineError
 from pipeline.instances import Instance
 from pipeline.tasks.base import Task

@@ -40,8 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pipeline.models.layouts import GRANULARITIES, check_granularity, check_layers
-from pipeline.models.layouts import lens, resolve
+from pipeline.models.layouts import GRANULARITIES, check_granularity, check_layers, lens, resolve
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
